@@ -1,0 +1,50 @@
+# The saliency trust book: two commands.
+#   make book   builds the whole book on the embedded synthetic data (PRESET=default)
+#   make test   runs the tests, executes every notebook on the smoke preset and
+#               builds the book with warnings as errors
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= default
+BOOK_ARGS ?=
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install book notebooks html test unit check-book clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+## Execute the notebooks with papermill (PRESET=smoke|default|paper), then render HTML.
+book: install
+	$(PY) -m helpers.book execute --preset $(PRESET) $(BOOK_ARGS)
+	$(PY) -m helpers.book html
+
+notebooks: install
+	$(PY) -m helpers.book execute --preset $(PRESET) $(BOOK_ARGS)
+
+html: install
+	$(PY) -m helpers.book html
+
+unit: install
+	$(PY) -m pytest -q
+
+test: install
+	$(PY) -m pytest -q
+	$(PY) -m helpers.book execute --preset smoke --strict
+	$(PY) -m helpers.book html --strict
+
+## Open every built page in headless Chromium; fails on a page error or a missing figure.
+check-book: install
+	$(PY) -m helpers.book check
+
+clean:
+	rm -rf _build book/executed results

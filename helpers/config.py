@@ -1,0 +1,283 @@
+"""Presets and run parameters shared by every notebook of the book.
+
+A *preset* fills every setting; an explicit parameter overrides it. Every
+notebook exposes the same public parameters (:data:`NOTEBOOK_PARAMETERS`);
+the remaining settings (training length, dataset size, per-method settings)
+are preset internals that a user may still override by name through
+:func:`resolve`.
+
+Unknown names or values raise :class:`ConfigError` listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "PRESETS",
+    "DATASETS",
+    "NOTEBOOK_PARAMETERS",
+    "resolve",
+    "resolve_device",
+]
+
+
+class ConfigError(ValueError):
+    """An unknown parameter, preset or value."""
+
+
+DATASETS = ("synthetic", "rsna", "siim", "folder")
+
+#: The parameters every notebook declares in its ``parameters`` cell.
+NOTEBOOK_PARAMETERS = (
+    "preset",
+    "dataset",
+    "data_dir",
+    "image_size",
+    "n_images",
+    "architectures",
+    "n_replicates",
+    "methods",
+    "seed",
+    "device",
+    "cache_dir",
+    "results_dir",
+)
+
+PAPER_METHODS = ("GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a run, after a preset was applied and overridden.
+
+    Attributes
+    ----------
+    preset : str
+        ``"smoke"``, ``"default"`` or ``"paper"``.
+    dataset : str
+        ``"synthetic"`` (embedded default), ``"rsna"``, ``"siim"`` or ``"folder"``.
+    data_dir : str or None
+        Folder of a real dataset; ``None`` for the synthetic one, which is
+        generated under ``cache_dir``.
+    image_size : int
+        Working size (square, pixels) of every image, mask and map.
+    n_images : int
+        Number of positive test images whose maps are evaluated.
+    architectures : tuple of str
+        Classifier architectures; the first one is the primary model.
+    n_replicates : int
+        Independently trained replicates (different seeds) per architecture.
+    methods : tuple of str
+        Saliency methods evaluated (names of :data:`helpers.saliency.METHODS`).
+    seed : int
+        Master seed: data generation, split, training and sampling derive from it.
+    device : str
+        ``"auto"`` (a GPU when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+    cache_dir, results_dir : str
+        Where cached artifacts and result tables/figures go.
+    n_synthetic : int
+        Size of the generated synthetic dataset (all splits together).
+    positive_fraction : float
+        Share of positives in the synthetic dataset.
+    epochs, batch_size, learning_rate, patience : int, int, float, int
+        Training schedule (early stopping on validation AUC after ``patience``
+        epochs without improvement).
+    pretrained : str or None
+        Path of a local weights file for the backbone; never downloaded.
+    method_settings : dict
+        Per-method keyword overrides, e.g. ``{"XRAI": {"n_steps": 20}}``.
+    n_bootstrap : int
+        Bootstrap replicates of every confidence interval.
+    """
+
+    preset: str = "default"
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    image_size: int = 128
+    n_images: int = 24
+    architectures: tuple[str, ...] = ("resnet18", "smallcnn")
+    n_replicates: int = 2
+    methods: tuple[str, ...] = PAPER_METHODS
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str = ".cache"
+    results_dir: str = "results"
+    n_synthetic: int = 2000
+    positive_fraction: float = 0.5
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 3
+    pretrained: str | None = None
+    method_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    n_bootstrap: int = 1000
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-dict view (tuples become lists) for hashing and logging."""
+        out = dataclasses.asdict(self)
+        out["method_settings"] = {k: dict(v) for k, v in self.method_settings.items()}
+        return out
+
+
+#: Preset values; each dict overrides the dataclass defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The whole book in a few minutes on 2 CPU cores (CI). Numbers are honest
+    # but noisy: small images, few epochs, cheap method settings.
+    "smoke": dict(
+        image_size=64,
+        n_images=6,
+        architectures=("smallcnn", "resnet18"),
+        n_replicates=2,
+        n_synthetic=320,
+        epochs=3,
+        batch_size=32,
+        patience=2,
+        n_bootstrap=200,
+        method_settings={
+            "SG": {"n_samples": 5},
+            "SIG": {"n_samples": 3},
+            "XRAI": {"n_steps": 10},
+        },
+    ),
+    # What `make book` runs: meaningful results in <= 30 min on 2 CPU cores.
+    "default": dict(),
+    # Arun et al. 2021: InceptionV3 at 320 px, 3 replicates, DenseNet121 for
+    # reproducibility, 100 positive test images. Meant for a GPU and real data.
+    "paper": dict(
+        image_size=320,
+        n_images=100,
+        architectures=("inception_v3", "densenet121"),
+        n_replicates=3,
+        n_synthetic=6000,
+        epochs=30,
+        batch_size=32,
+        learning_rate=7e-5,
+        patience=5,
+    ),
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _closest(name: str, valid) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def _coerce_sequence(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return tuple(str(v) for v in value)
+    except TypeError:
+        raise ConfigError(f"parameter {name!r} must be a list of names, got {value!r}") from None
+
+
+def resolve(preset: str = "default", **overrides: Any) -> Settings:
+    """Settings of ``preset`` with ``overrides`` applied and validated.
+
+    Parameters
+    ----------
+    preset : {"smoke", "default", "paper"}
+        Which preset fills the settings not given explicitly.
+    **overrides
+        Any field of :class:`Settings`. ``None`` means "keep the preset's
+        value" for every field except ``data_dir``, ``pretrained``, so that a
+        notebook's parameters cell can leave a setting to the preset.
+
+    Returns
+    -------
+    Settings
+
+    Raises
+    ------
+    ConfigError
+        Unknown preset, parameter or value; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> resolve("smoke", image_size=96).image_size
+    96
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}.{_closest(preset, PRESETS)}")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    values["preset"] = preset
+    for name, value in overrides.items():
+        if name not in _FIELDS or name == "preset":
+            valid = ", ".join(n for n in _FIELDS if n != "preset")
+            raise ConfigError(f"unknown parameter {name!r}; valid parameters: {valid}.{_closest(name, _FIELDS)}")
+        if value is None and name not in ("data_dir", "pretrained"):
+            continue
+        values[name] = value
+    for name in ("architectures", "methods"):
+        if name in values:
+            values[name] = _coerce_sequence(name, values[name])
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {s.dataset!r}; valid datasets: {', '.join(DATASETS)}.{_closest(s.dataset, DATASETS)}")
+    if s.dataset != "synthetic":
+        if not s.data_dir:
+            raise ConfigError(f"dataset={s.dataset!r} needs data_dir pointing at the dataset's folder")
+        if not Path(s.data_dir).is_dir():
+            raise ConfigError(f"data_dir {s.data_dir!r} is not a folder (dataset={s.dataset!r})")
+    if not (32 <= int(s.image_size) <= 1024):
+        raise ConfigError(f"image_size must be between 32 and 1024 pixels, got {s.image_size!r}")
+    for name in ("n_images", "n_replicates", "n_synthetic", "epochs", "batch_size", "n_bootstrap"):
+        if int(getattr(s, name)) < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {getattr(s, name)!r}")
+    if not s.architectures:
+        raise ConfigError("architectures must name at least one architecture")
+    if not s.methods:
+        raise ConfigError("methods must name at least one saliency method")
+    # Names are checked against the registries lazily, to keep this module
+    # importable without torch.
+    from helpers.models import ARCHITECTURES  # noqa: WPS433
+    from helpers.saliency import METHODS  # noqa: WPS433
+
+    for arch in s.architectures:
+        if arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture {arch!r}; valid architectures: {', '.join(ARCHITECTURES)}.{_closest(arch, ARCHITECTURES)}")
+    for m in s.methods:
+        if m not in METHODS:
+            raise ConfigError(f"unknown saliency method {m!r}; valid methods: {', '.join(METHODS)}.{_closest(m, METHODS)}")
+    for m in s.method_settings:
+        if m not in METHODS:
+            raise ConfigError(f"method_settings names unknown method {m!r}; valid methods: {', '.join(METHODS)}")
+    if not (0.0 < float(s.positive_fraction) < 1.0):
+        raise ConfigError(f"positive_fraction must lie in (0, 1), got {s.positive_fraction!r}")
+    if s.device != "auto" and not (s.device == "cpu" or s.device.startswith("cuda") or s.device == "mps"):
+        raise ConfigError(f"unknown device {s.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+
+
+def resolve_device(device: str = "auto"):
+    """The :class:`torch.device` for a ``device`` setting (``"auto"`` picks a GPU when present)."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for but no CUDA GPU is available; use device='auto' or 'cpu'")
+    return dev
+
+
+def env_threads() -> int:
+    """Number of CPU threads torch should use (all cores unless OMP_NUM_THREADS says otherwise)."""
+    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))

@@ -1,0 +1,167 @@
+"""Shared input helpers of the loaders: CSV tables with column checks, box
+annotations (RSNA layout), argument checks and finding image files by stem."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.data.errors import DataError
+
+__all__ = ["read_table", "BoxAnnotation", "parse_boxes", "check_boxes_inside", "check_image_size", "check_limit", "progress_bar", "find_files", "one_file"]
+
+
+def read_table(path: Path, required: list[str], *, id_column: str) -> pd.DataFrame:
+    """Read a CSV with pandas, check its columns, keep ids as strings.
+
+    Column names are compared after stripping surrounding whitespace (the
+    SIIM file's header is ``ImageId, EncodedPixels``), and the frame's columns
+    are renamed to the stripped names. The frame gets a ``_line`` column: the
+    line of each row in the file (the header is line 1).
+
+    Raises
+    ------
+    DataError
+        When the file is missing, unreadable, or lacks a required column; the
+        message names the file, the missing columns and the expected header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"annotation table {str(path)!r} does not exist; expected a CSV with header {','.join(required)}")
+    try:
+        df = pd.read_csv(path, dtype={id_column: str}, keep_default_na=True, skipinitialspace=False)
+    except Exception as exc:  # parser errors, encoding errors, empty file
+        raise DataError(f"cannot read {str(path)!r} as CSV (expected header {','.join(required)}): {type(exc).__name__}: {exc}") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{str(path)!r} lacks column(s) {', '.join(missing)}; found {', '.join(map(repr, df.columns))}; "
+            f"expected header: {','.join(required)}"
+        )
+    if df[id_column].isna().any():
+        line = int(np.flatnonzero(df[id_column].isna().to_numpy())[0]) + 2
+        raise DataError(f"{str(path)!r} line {line}: empty {id_column}")
+    df[id_column] = df[id_column].str.strip()
+    df["_line"] = np.arange(len(df)) + 2
+    return df
+
+
+@dataclass
+class BoxAnnotation:
+    """The label and boxes of one image, in the image's own pixel coordinates."""
+
+    label: int
+    boxes: np.ndarray  # (k, 4) float64 x, y, width, height
+    lines: list[int] = field(default_factory=list)  # CSV line of each box
+    first_line: int = 0
+
+
+def parse_boxes(df: pd.DataFrame, path: Path, *, id_column: str, limit: int | None = None) -> dict[str, BoxAnnotation]:
+    """Group an ``id,x,y,width,height,Target`` table by image, in order of first appearance.
+
+    Rules: one row per box; a row with ``Target`` 0 has an empty box; a row
+    with ``Target`` 1 has a box, or an empty box when only the image-level
+    label is known; all rows of an image share its ``Target``; exact duplicate
+    rows count once.
+
+    Raises
+    ------
+    DataError
+        For a ``Target`` other than 0/1, a partly empty box, a box on a
+        ``Target`` 0 row, a non-positive width or height, or an image whose
+        rows disagree on ``Target``; the message names the file, line and id.
+    """
+    cols = [id_column, "x", "y", "width", "height", "Target"]
+    df = df.drop_duplicates(subset=cols, keep="first")
+    out: dict[str, BoxAnnotation] = {}
+    box_cols = ["x", "y", "width", "height"]
+    try:
+        box_values = df[box_cols].apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{str(path)!r}: the box columns x, y, width, height must be numbers or empty: {exc}") from exc
+    targets = pd.to_numeric(df["Target"], errors="coerce").to_numpy()
+    ids = df[id_column].to_numpy()
+    lines = df["_line"].to_numpy()
+    for row in range(len(df)):
+        image_id, line, target, box = ids[row], int(lines[row]), targets[row], box_values[row]
+        where = f"{str(path)!r} line {line} ({id_column} {image_id!r})"
+        if not (target == 0 or target == 1):
+            raise DataError(f"{where}: Target must be 0 or 1, got {df['Target'].iloc[row]!r}")
+        empty = np.isnan(box)
+        if empty.any() and not empty.all():
+            raise DataError(f"{where}: the box x, y, width, height is partly empty ({box.tolist()}); give all four or none")
+        if target == 0 and not empty.all():
+            raise DataError(f"{where}: a Target 0 row must have an empty box, got {box.tolist()}")
+        if not empty.any() and (box[2] <= 0 or box[3] <= 0):
+            raise DataError(f"{where}: box width and height must be positive, got width {box[2]} height {box[3]}")
+        ann = out.get(image_id)
+        if ann is None:
+            if limit is not None and len(out) >= limit:
+                continue
+            ann = out[image_id] = BoxAnnotation(label=int(target), boxes=np.zeros((0, 4)), first_line=line)
+        elif ann.label != int(target):
+            raise DataError(f"{where}: Target {int(target)} contradicts Target {ann.label} on line {ann.first_line} for the same image")
+        if not empty.any():
+            ann.boxes = np.vstack([ann.boxes, box[None]])
+            ann.lines.append(line)
+    return out
+
+
+def check_boxes_inside(ann: BoxAnnotation, *, height: int, width: int, path: Path, image_id: str, image_file: Path, id_column: str) -> None:
+    """Raise when a box reaches outside the ``height x width`` image (a 1e-6 pixel tolerance)."""
+    tol = 1e-6
+    for box, line in zip(ann.boxes, ann.lines):
+        x, y, w, h = box
+        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+            raise DataError(
+                f"{str(path)!r} line {line} ({id_column} {image_id!r}): box x={x:g} y={y:g} width={w:g} height={h:g} "
+                f"reaches outside the {width}x{height} (columns x rows) image {str(image_file)!r}"
+            )
+
+
+def check_image_size(image_size) -> int:
+    """``image_size`` as an int, or a :class:`DataError`."""
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or int(image_size) < 8:
+        raise DataError(f"image_size must be an integer number of pixels >= 8, got {image_size!r}")
+    return int(image_size)
+
+
+def check_limit(limit) -> int | None:
+    """``limit`` as None or a positive int, or a :class:`DataError`."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or int(limit) < 1:
+        raise DataError(f"limit must be None or a positive integer number of images, got {limit!r}")
+    return int(limit)
+
+
+def progress_bar(iterable, *, desc: str, progress: bool | None):
+    """tqdm over ``iterable``; ``progress=None`` shows it only on a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, disable=(None if progress is None else not progress), leave=False)
+
+
+def find_files(root: Path, suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Every file under ``root`` (recursively) whose suffix is in ``suffixes`` (case-insensitive), by stem."""
+    index: dict[str, list[Path]] = {}
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            stem, dot, ext = name.rpartition(".")
+            if dot and f".{ext.lower()}" in suffixes:
+                index.setdefault(stem, []).append(Path(folder) / name)
+    return index
+
+
+def one_file(index: dict[str, list[Path]], image_id: str, *, root: Path, table: Path, what: str) -> Path:
+    found = index.get(image_id, [])
+    if not found:
+        raise DataError(f"no {what} named {image_id!r} under {str(root)!r} (listed in {str(table)!r})")
+    if len(found) > 1:
+        raise DataError(f"image {image_id!r} of {str(table)!r} is ambiguous: {', '.join(sorted(map(str, found)))}")
+    return found[0]

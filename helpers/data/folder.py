@@ -1,0 +1,158 @@
+"""Loader of a plain folder of PNG or DICOM radiographs with a box table.
+
+Layout (under ``data_dir``, images at any depth)::
+
+    boxes.csv          image_id,x,y,width,height,Target[,patient_id]
+    <image_id>.png     or <image_id>.dcm
+
+``boxes.csv`` follows the RSNA convention: one row per box in the image's own
+pixel coordinates (``x`` = column of the left edge, ``y`` = row of the top
+edge); a ``Target`` 0 row has an empty box; a ``Target`` 1 row with an empty
+box gives an image-level label without a region. ``image_id`` is the file
+name without its extension. The optional ``patient_id`` column groups images
+of one patient for patient-level splits (default: one patient per image).
+Files not listed in ``boxes.csv`` are not part of the dataset.
+
+PNG files may be 8- or 16-bit grayscale (divided by 255 or 65535), grayscale
+with alpha, or RGB(A) (converted with ``skimage.color.rgb2gray`` unless the
+three channels are equal); bright must mean dense. DICOM files are read with
+:func:`helpers.data.dicom.read_dicom`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from helpers.data._resize import boxes_mask, resize_image, scale_boxes
+from helpers.data._tables import (
+    check_boxes_inside,
+    check_image_size,
+    check_limit,
+    find_files,
+    one_file,
+    parse_boxes,
+    progress_bar,
+    read_table,
+)
+from helpers.data.dicom import read_dicom
+from helpers.data.errors import DataError
+from helpers.data.imageset import ImageSet
+
+__all__ = ["load_folder", "read_png", "FOLDER_COLUMNS"]
+
+FOLDER_COLUMNS = ["image_id", "x", "y", "width", "height", "Target"]
+
+
+def read_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a grayscale (or RGB) PNG as ``float32`` in ``[0, 1]``.
+
+    Raises
+    ------
+    DataError
+        When the file cannot be decoded or has an unsupported layout.
+    """
+    from skimage.color import rgb2gray
+    from skimage.io import imread
+
+    path = Path(path)
+    try:
+        raw = imread(path)
+    except Exception as exc:  # imageio raises various types on a bad file
+        raise DataError(f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+    raw = np.asarray(raw)
+    if raw.dtype == np.uint8:
+        img = raw / 255.0
+    elif raw.dtype == np.uint16:
+        img = raw / 65535.0
+    elif raw.dtype == np.bool_:
+        img = raw.astype(np.float64)
+    else:
+        raise DataError(f"image {str(path)!r} has pixel type {raw.dtype}; expected an 8- or 16-bit PNG")
+    if img.ndim == 3 and img.shape[2] in (2, 4):  # drop alpha
+        img = img[..., :-1]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[2] == 3:
+        same = np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
+        img = img[..., 0] if same else rgb2gray(img)
+    if img.ndim != 2:
+        raise DataError(f"image {str(path)!r} has shape {raw.shape}; expected a grayscale or RGB image")
+    return img.astype(np.float32)
+
+
+def load_folder(
+    data_dir: str | os.PathLike,
+    *,
+    image_size: int,
+    boxes_csv: str = "boxes.csv",
+    limit: int | None = None,
+    progress: bool | None = None,
+) -> ImageSet:
+    """Load a folder of PNG/DICOM radiographs described by ``boxes.csv``.
+
+    Parameters
+    ----------
+    data_dir : str or path-like
+        The folder (images may sit in subfolders).
+    image_size : int
+        Working size.
+    boxes_csv : str, optional
+        The table, relative to ``data_dir`` (columns :data:`FOLDER_COLUMNS`
+        and optionally ``patient_id``).
+    limit : int, optional
+        Keep only the first ``limit`` images (order of first appearance).
+    progress : bool or None, optional
+        tqdm progress bar (``None``: only on a terminal).
+
+    Returns
+    -------
+    ImageSet
+        ``source="folder"``; masks are the union of the boxes (pixel centres
+        inside), boxes scaled from each image's own size.
+
+    Raises
+    ------
+    DataError
+        Missing table, column or image, an image id matching several files,
+        malformed rows, a box outside its image, or inconsistent patient ids.
+    """
+    data_dir = Path(data_dir)
+    size = check_image_size(image_size)
+    limit = check_limit(limit)
+    table = data_dir / boxes_csv
+    df = read_table(table, FOLDER_COLUMNS, id_column="image_id")
+    patients: dict[str, str] = {}
+    if "patient_id" in df.columns:
+        for image_id, patient, line in zip(df["image_id"], df["patient_id"], df["_line"]):
+            patient = "" if not isinstance(patient, str) and (patient is None or np.isnan(patient)) else str(patient).strip()
+            if not patient:
+                raise DataError(f"{str(table)!r} line {line}: empty patient_id for image {image_id!r}")
+            if patients.setdefault(image_id, patient) != patient:
+                raise DataError(f"{str(table)!r} line {line}: image {image_id!r} has patient_id {patient!r} but {patients[image_id]!r} on an earlier line")
+    annotations = parse_boxes(df, table, id_column="image_id", limit=limit)
+    if not annotations:
+        raise DataError(f"{str(table)!r} lists no image to load")
+    index = find_files(data_dir, (".png", ".dcm"))
+
+    n = len(annotations)
+    images = np.zeros((n, size, size), np.float32)
+    masks = np.zeros((n, size, size), bool)
+    labels = np.zeros(n, np.int64)
+    boxes: list[np.ndarray] = []
+    ids = list(annotations)
+    for i, image_id in enumerate(progress_bar(ids, desc="folder", progress=progress)):
+        ann = annotations[image_id]
+        path = one_file(index, image_id, root=data_dir, table=table, what="PNG or DICOM image")
+        image = read_dicom(path) if path.suffix.lower() == ".dcm" else read_png(path)
+        h, w = image.shape
+        check_boxes_inside(ann, height=h, width=w, path=table, image_id=image_id, image_file=path, id_column="image_id")
+        images[i] = resize_image(image, size)
+        b = scale_boxes(ann.boxes, from_height=h, from_width=w, size=size)
+        boxes.append(b)
+        masks[i] = boxes_mask(b, size)
+        labels[i] = ann.label
+    patient_ids = [patients.get(i, i) for i in ids]
+    return ImageSet(images=images, labels=labels, masks=masks, boxes=boxes, ids=ids, patient_ids=patient_ids, source="folder")

@@ -1,0 +1,131 @@
+"""Loader of the SIIM-ACR Pneumothorax Segmentation challenge (stage 1) layout.
+
+Files (under ``data_dir``)::
+
+    train-rle.csv     ImageId, EncodedPixels   (note the leading space)
+    dicom-images-train/<study>/<series>/<ImageId>.dcm   (any depth)
+
+Each row of ``train-rle.csv`` is one region of an image in the stage-1
+run-length encoding (:mod:`helpers.data.rle`); ``-1`` marks an image without
+pneumothorax. An image with several regions has several rows, and **all of
+them** make up its mask. (torchxrayvision's ``SIIM_Pneumothorax_Dataset``
+overwrites the mask with each row, so that only the last region survives;
+Arun et al. kept the first row for the label.)
+
+References
+----------
+.. [1] SIIM-ACR Pneumothorax Segmentation, Kaggle, 2019.
+.. [2] Arun et al., "Assessing the trustworthiness of saliency maps for
+   localizing abnormalities in medical imaging", Radiology: AI, 2021.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from helpers.data._resize import resize_image, resize_mask, tight_box
+from helpers.data._tables import check_image_size, check_limit, find_files, one_file, progress_bar, read_table
+from helpers.data.dicom import read_dicom_with_header
+from helpers.data.errors import DataError
+from helpers.data.imageset import ImageSet
+from helpers.data.rle import EMPTY_RLE, rle_decode
+
+__all__ = ["load_siim"]
+
+
+def load_siim(
+    data_dir: str | os.PathLike,
+    *,
+    image_size: int,
+    rle_csv: str = "train-rle.csv",
+    limit: int | None = None,
+    progress: bool | None = None,
+) -> ImageSet:
+    """Load SIIM-ACR Pneumothorax images with their segmentation masks.
+
+    Parameters
+    ----------
+    data_dir : str or path-like
+        The challenge folder; DICOM files ``<ImageId>.dcm`` are found
+        anywhere below it (``dicom-images-train/<study>/<series>/``,
+        ``stage_2_train_images/``, ...).
+    image_size : int
+        Working size.
+    rle_csv : str, optional
+        The run-length table, relative to ``data_dir``. Its second column may
+        be named ``" EncodedPixels"`` (as in the challenge file) or
+        ``"EncodedPixels"``.
+    limit : int, optional
+        Keep only the first ``limit`` images (order of first appearance).
+    progress : bool or None, optional
+        tqdm progress bar (``None``: only on a terminal).
+
+    Returns
+    -------
+    ImageSet
+        ``source="siim"``; ``ids`` are the ImageIds and ``patient_ids`` the
+        DICOM ``PatientID`` (the ImageId when the file has none). Every row of
+        an image is decoded at the DICOM's ``Rows x Columns`` and resized to
+        the working size with the area rule (an output pixel is inside when
+        more than half of it is covered; a region smaller than that keeps its
+        most covered pixel); the mask is the union of the rows' regions and
+        each region contributes its tight box. Duplicated rows count once.
+
+    Raises
+    ------
+    DataError
+        Missing table, column or DICOM file, an ImageId found twice on disk,
+        a malformed or out-of-image RLE string (naming the file, line and
+        ImageId), or an image mixing ``-1`` with regions.
+    """
+    data_dir = Path(data_dir)
+    size = check_image_size(image_size)
+    limit = check_limit(limit)
+    table = data_dir / rle_csv
+    df = read_table(table, ["ImageId", "EncodedPixels"], id_column="ImageId")
+    rle_text = df["EncodedPixels"].map(lambda v: v.strip() if isinstance(v, str) else v)
+    df = df.assign(EncodedPixels=rle_text).drop_duplicates(subset=["ImageId", "EncodedPixels"], keep="first")
+    rows: dict[str, list[tuple[int, object]]] = {}
+    for image_id, line, rle in zip(df["ImageId"], df["_line"], df["EncodedPixels"]):
+        if image_id not in rows and limit is not None and len(rows) >= limit:
+            continue
+        rows.setdefault(image_id, []).append((int(line), rle))
+    if not rows:
+        raise DataError(f"{str(table)!r} lists no image to load")
+    index = find_files(data_dir, (".dcm",))
+
+    n = len(rows)
+    images = np.zeros((n, size, size), np.float32)
+    masks = np.zeros((n, size, size), bool)
+    labels = np.zeros(n, np.int64)
+    boxes: list[np.ndarray] = []
+    patient_ids: list[str] = []
+    ids = list(rows)
+    for i, image_id in enumerate(progress_bar(ids, desc="SIIM", progress=progress)):
+        entries = rows[image_id]
+        empty = [line for line, rle in entries if rle == EMPTY_RLE]
+        if empty and len(empty) != len(entries):
+            regions_line = next(line for line, rle in entries if rle != EMPTY_RLE)
+            raise DataError(f"{str(table)!r}: ImageId {image_id!r} is marked empty ('-1') on line {empty[0]} but has a region on line {regions_line}")
+        path = one_file(index, image_id, root=data_dir, table=table, what="DICOM file")
+        image, ds = read_dicom_with_header(path)
+        h, w = image.shape
+        images[i] = resize_image(image, size)
+        region_boxes = []
+        for line, rle in entries:
+            if rle == EMPTY_RLE:
+                continue
+            region = rle_decode(rle, height=h, width=w, name=f"{str(table)!r} line {line} (ImageId {image_id!r}, image {h}x{w})")
+            if not region.any():  # pragma: no cover - rle_decode never returns an empty region for a run
+                raise DataError(f"{str(table)!r} line {line}: empty region for ImageId {image_id!r}")
+            small = resize_mask(region, size)
+            masks[i] |= small
+            region_boxes.append(tight_box(small))
+        boxes.append(np.stack(region_boxes) if region_boxes else np.zeros((0, 4), np.float64))
+        labels[i] = int(bool(region_boxes))
+        patient = str(getattr(ds, "PatientID", "") or "").strip()
+        patient_ids.append(patient or image_id)
+    return ImageSet(images=images, labels=labels, masks=masks, boxes=boxes, ids=ids, patient_ids=patient_ids, source="siim")

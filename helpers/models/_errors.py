@@ -1,0 +1,17 @@
+"""Errors raised by :mod:`helpers.models`."""
+
+from __future__ import annotations
+
+__all__ = ["ModelError", "CacheCorruptError", "CacheWarning"]
+
+
+class ModelError(ValueError):
+    """A bad architecture name, weights file, input or training setting."""
+
+
+class CacheCorruptError(ModelError):
+    """A cached weights or record file exists but cannot be read back."""
+
+
+class CacheWarning(UserWarning):
+    """A corrupt cache entry was set aside (renamed ``*.corrupt``) and the model retrained."""

@@ -1,0 +1,454 @@
+"""Cascading and independent weight randomization by named blocks.
+
+The model-randomization test of Adebayo et al. (2018), as used by Arun et al.
+(2021): re-initialize the trained weights block by block from the top
+(logits first) and recompute the saliency maps at every state. A map that
+barely changes while the model's learned weights are destroyed does not
+explain what the model learned.
+
+Blocks are named groups of modules (torchvision names), ordered **top-down**
+(:data:`RANDOMIZATION_BLOCKS`), about ten per architecture instead of one per
+layer (Quantus' MPRT steps through all 242 parameterized layers of a
+DenseNet121). The states of :func:`randomized_states` are
+
+* ``"cascading"``: ``Original``, then the first block randomized, then the
+  first two, ... (cumulative from the top), as Arun et al.'s figure 3;
+* ``"independent"``: ``Original``, then each block alone randomized on the
+  trained weights.
+
+Every block draws its new weights from its own seed, derived from
+``(seed, block index)``, so a block gets the same new weights in a cascade, in
+the independent mode and whichever states are requested. The caller's model
+is never modified: every state is a deep copy.
+
+================  ===========================================================
+architecture      blocks, top-down (never randomized)
+================  ===========================================================
+``smallcnn``      Logits (``fc``), block4, block3, block2, block1
+``resnet18``      Logits (``fc``), layer4.1, layer4.0, ..., layer1.0, stem
+                  (``conv1`` + ``bn1``): 10 blocks
+``resnet50``      Logits, the 16 bottlenecks layer4.2 ... layer1.0, stem:
+                  18 blocks
+``densenet121``   Logits (``classifier``), denseblock4 (with the final
+                  ``norm5``), transition3, denseblock3, transition2,
+                  denseblock2, transition1, denseblock1, stem (``conv0`` +
+                  ``norm0``): 9 blocks
+``inception_v3``  Logits (``fc``), Mixed_7c ... Mixed_5c (the paper's mixed10
+                  ... mixed1): 11 blocks; never randomized: the stem
+                  convolutions ``Conv2d_1a_3x3`` ... ``Conv2d_4a_3x3`` and
+                  ``Mixed_5b`` (the paper's mixed0)
+================  ===========================================================
+
+The input-scaling module that every model of :func:`helpers.models.build`
+starts with has no parameters.
+
+References
+----------
+.. [1] Adebayo, J., Gilmer, J., Muelly, M., Goodfellow, I., Hardt, M., Kim, B.
+   (2018). Sanity checks for saliency maps. NeurIPS. arXiv:1810.03292
+   (code: adebayoj/sanity_checks_saliency, ``reinitlayerlist``).
+.. [2] Arun, N. et al. (2021). Assessing the trustworthiness of saliency maps
+   for localizing abnormalities in medical imaging. Radiology: Artificial
+   Intelligence 3(6), e200267. doi:10.1148/ryai.2021200267
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
+
+__all__ = [
+    "RandomizationError",
+    "Block",
+    "RANDOMIZATION_BLOCKS",
+    "NEVER_RANDOMIZED",
+    "INCEPTION_PAPER_NAMES",
+    "MODES",
+    "REINIT_RULES",
+    "BATCHNORM_RULES",
+    "NORMAL_STD",
+    "block_seed",
+    "blocks_for",
+    "state_labels",
+    "unrandomized_parameters",
+    "randomized_states",
+    "fully_randomized",
+]
+
+
+class RandomizationError(ValueError):
+    """An unknown architecture, block, mode or rule, or a model that does not have the named blocks."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A randomization step: a label and the modules it re-initializes.
+
+    Attributes
+    ----------
+    label : str
+        State label on the randomization curve (``"Logits"``, ``"layer4.1"``,
+        ``"stem"`` ...).
+    modules : tuple of str
+        Qualified module names (``model.get_submodule(name)``).
+    """
+
+    label: str
+    modules: tuple[str, ...]
+
+
+def _resnet_blocks(layers: Sequence[int]) -> tuple[Block, ...]:
+    bottlenecks = [
+        Block(f"layer{stage}.{i}", (f"layer{stage}.{i}",))
+        for stage in (4, 3, 2, 1)
+        for i in reversed(range(layers[stage - 1]))
+    ]
+    return (Block("Logits", ("fc",)), *bottlenecks, Block("stem", ("conv1", "bn1")))
+
+
+#: Blocks of each architecture, top-down (the order of the cascade).
+RANDOMIZATION_BLOCKS: dict[str, tuple[Block, ...]] = {
+    "smallcnn": (
+        Block("Logits", ("fc",)),
+        Block("block4", ("block4",)),
+        Block("block3", ("block3",)),
+        Block("block2", ("block2",)),
+        Block("block1", ("block1",)),
+    ),
+    "resnet18": _resnet_blocks((2, 2, 2, 2)),
+    "resnet50": _resnet_blocks((3, 4, 6, 3)),
+    "densenet121": (
+        Block("Logits", ("classifier",)),
+        Block("denseblock4", ("features.norm5", "features.denseblock4")),
+        Block("transition3", ("features.transition3",)),
+        Block("denseblock3", ("features.denseblock3",)),
+        Block("transition2", ("features.transition2",)),
+        Block("denseblock2", ("features.denseblock2",)),
+        Block("transition1", ("features.transition1",)),
+        Block("denseblock1", ("features.denseblock1",)),
+        Block("stem", ("features.conv0", "features.norm0")),
+    ),
+    "inception_v3": (
+        Block("Logits", ("fc",)),
+        *(
+            Block(name, (name,))
+            for name in (
+                "Mixed_7c", "Mixed_7b", "Mixed_7a", "Mixed_6e", "Mixed_6d",
+                "Mixed_6c", "Mixed_6b", "Mixed_6a", "Mixed_5d", "Mixed_5c",
+            )
+        ),
+    ),
+}
+
+#: Parameterized modules that no block re-initializes (Arun et al. stop at mixed1).
+NEVER_RANDOMIZED: dict[str, tuple[str, ...]] = {
+    "smallcnn": (),
+    "resnet18": (),
+    "resnet50": (),
+    "densenet121": (),
+    "inception_v3": ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "Mixed_5b"),
+}
+
+#: torchvision InceptionV3 block → the Keras name on Arun et al.'s x-axis.
+INCEPTION_PAPER_NAMES = {
+    "Mixed_7c": "mixed10", "Mixed_7b": "mixed9", "Mixed_7a": "mixed8", "Mixed_6e": "mixed7",
+    "Mixed_6d": "mixed6", "Mixed_6c": "mixed5", "Mixed_6b": "mixed4", "Mixed_6a": "mixed3",
+    "Mixed_5d": "mixed2", "Mixed_5c": "mixed1", "Mixed_5b": "mixed0",
+}
+
+MODES = ("cascading", "independent")
+
+#: How the weights of convolutions and linear layers are re-drawn.
+#:
+#: * ``"default"``: each module's own ``reset_parameters()`` (PyTorch's
+#:   defaults: Kaiming-uniform with ``a=√5`` weights, uniform biases) — the
+#:   analogue of Adebayo et al. re-running every variable's own initializer;
+#: * ``"normal"``: weights ~ N(0, :data:`NORMAL_STD`²), zero biases;
+#: * ``"glorot_uniform"``: Glorot/Xavier-uniform weights, zero biases (Keras'
+#:   defaults, i.e. what a fresh layer of Arun et al.'s Keras models held);
+#: * ``"kaiming_normal"``: He-normal weights (``fan_out``, ReLU gain, as
+#:   torchvision initializes ResNets), zero biases.
+REINIT_RULES = ("default", "normal", "glorot_uniform", "kaiming_normal")
+
+#: What happens to the batch-norm layers of a randomized block.
+#:
+#: * ``"keep"``: running statistics and affine γ/β untouched;
+#: * ``"reset_affine"`` (default): γ = 1, β = 0 (BatchNorm's own initializer),
+#:   running statistics kept. This is what Adebayo et al.'s code does: it
+#:   re-initializes every *trainable* variable of a block (γ/β included) and
+#:   leaves the moving mean/variance, which are not trainable variables;
+#:   ``"keep"`` would leave learned parameters inside a "randomized" block;
+#: * ``"reset_all"``: γ/β and running statistics reset (mean 0, variance 1),
+#:   as Quantus' MPRT does via ``reset_parameters``.
+BATCHNORM_RULES = ("keep", "reset_affine", "reset_all")
+
+#: Standard deviation of ``reinit="normal"``.
+NORMAL_STD = 0.01
+
+
+def block_seed(seed: int, index: int) -> int:
+    """Seed of the ``index``-th block (top-down position in :data:`RANDOMIZATION_BLOCKS`) for ``seed``.
+
+    ``numpy.random.SeedSequence((seed, index))`` mixes the two into
+    independent, well-spread 63-bit seeds, so that block ``k``'s new weights do
+    not depend on which other blocks were randomized or in which order.
+    """
+    return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def _architecture(model: nn.Module, architecture: str | None) -> str:
+    arch = architecture if architecture is not None else getattr(model, "architecture", None)
+    if arch is None:
+        raise RandomizationError(
+            f"cannot tell the architecture of a {type(model).__name__}: it has no 'architecture' attribute; "
+            f"pass architecture= one of {', '.join(RANDOMIZATION_BLOCKS)} (or build it with helpers.models.build)"
+        )
+    if arch not in RANDOMIZATION_BLOCKS:
+        raise RandomizationError(f"no randomization blocks for architecture {arch!r}; known: {', '.join(RANDOMIZATION_BLOCKS)}")
+    return arch
+
+
+def _check_modules(model: nn.Module, arch: str, names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise RandomizationError(
+                f"model ({arch}) has no module {name!r}, named by the randomization blocks of {arch!r}; "
+                "expected torchvision module names (build the model with helpers.models.build)"
+            ) from None
+        if module is None:
+            raise RandomizationError(f"module {name!r} of the {arch} model is None; expected a module with parameters")
+
+
+def blocks_for(model: nn.Module, *, architecture: str | None = None) -> tuple[Block, ...]:
+    """The randomization blocks of ``model``, checked against its modules.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model whose module names follow torchvision.
+    architecture : str, optional
+        Overrides ``model.architecture``.
+
+    Returns
+    -------
+    tuple of Block
+        Top-down.
+
+    Raises
+    ------
+    RandomizationError
+        Unknown architecture or a block module the model lacks.
+    """
+    arch = _architecture(model, architecture)
+    blocks = RANDOMIZATION_BLOCKS[arch]
+    _check_modules(model, arch, [name for block in blocks for name in block.modules])
+    _check_modules(model, arch, NEVER_RANDOMIZED[arch])
+    return blocks
+
+
+def state_labels(architecture: str, *, blocks: Sequence[str] | None = None) -> tuple[str, ...]:
+    """Labels of the states :func:`randomized_states` yields: ``("Original", "Logits", ...)``."""
+    if architecture not in RANDOMIZATION_BLOCKS:
+        raise RandomizationError(
+            f"no randomization blocks for architecture {architecture!r}; known: {', '.join(RANDOMIZATION_BLOCKS)}"
+        )
+    indices = _select(RANDOMIZATION_BLOCKS[architecture], blocks, architecture)
+    return ("Original", *(RANDOMIZATION_BLOCKS[architecture][i].label for i in indices))
+
+
+def unrandomized_parameters(model: nn.Module, *, architecture: str | None = None) -> tuple[str, ...]:
+    """Names of the parameters that no block of the architecture re-initializes."""
+    blocks = blocks_for(model, architecture=architecture)
+    prefixes = tuple(name for block in blocks for name in block.modules)
+    return tuple(
+        name for name, _ in model.named_parameters() if not any(name == p or name.startswith(p + ".") for p in prefixes)
+    )
+
+
+def _select(all_blocks: tuple[Block, ...], blocks: Sequence[str] | None, arch: str) -> list[int]:
+    labels = [b.label for b in all_blocks]
+    if blocks is None:
+        return list(range(len(all_blocks)))
+    if isinstance(blocks, str):
+        blocks = [blocks]
+    chosen = list(blocks)
+    unknown = [b for b in chosen if b not in labels]
+    if unknown:
+        raise RandomizationError(f"unknown block(s) {unknown} for {arch}; its blocks (top-down): {', '.join(labels)}")
+    if len(set(chosen)) != len(chosen):
+        raise RandomizationError(f"blocks lists a block twice: {chosen}")
+    if not chosen:
+        raise RandomizationError(f"blocks is empty; expected some of: {', '.join(labels)}")
+    return sorted(labels.index(b) for b in chosen)
+
+
+def _check_options(mode: str, reinit: str, batchnorm: str, seed: int) -> None:
+    if mode not in MODES:
+        raise RandomizationError(f"unknown randomization mode {mode!r}; expected one of {', '.join(MODES)}")
+    if reinit not in REINIT_RULES:
+        raise RandomizationError(f"unknown reinit rule {reinit!r}; expected one of {', '.join(REINIT_RULES)}")
+    if batchnorm not in BATCHNORM_RULES:
+        raise RandomizationError(f"unknown batchnorm rule {batchnorm!r}; expected one of {', '.join(BATCHNORM_RULES)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RandomizationError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _reinit_weight_module(module: nn.Module, reinit: str) -> None:
+    """Re-draw the weight (and zero the bias) of a convolution or linear layer by an explicit rule."""
+    weight = module.weight
+    if reinit == "normal":
+        nn.init.normal_(weight, mean=0.0, std=NORMAL_STD)
+    elif reinit == "glorot_uniform":
+        nn.init.xavier_uniform_(weight)
+    else:  # kaiming_normal
+        nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def _randomize_block(model: nn.Module, block: Block, *, index: int, seed: int, reinit: str, batchnorm: str) -> None:
+    """Re-initialize every parameterized module of ``block`` in ``model`` (a CPU model, in place)."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(block_seed(seed, index))
+        for root in block.modules:
+            for name, module in model.get_submodule(root).named_modules(prefix=root):
+                if not list(module.parameters(recurse=False)) and not isinstance(module, _BatchNorm):
+                    continue
+                if isinstance(module, _BatchNorm):
+                    if batchnorm == "reset_all":
+                        module.reset_parameters()
+                    elif batchnorm == "reset_affine" and module.affine:
+                        nn.init.ones_(module.weight)
+                        nn.init.zeros_(module.bias)
+                elif reinit != "default" and isinstance(module, (_ConvNd, nn.Linear)):
+                    _reinit_weight_module(module, reinit)
+                elif callable(getattr(module, "reset_parameters", None)):
+                    module.reset_parameters()
+                else:
+                    raise RandomizationError(
+                        f"module {name!r} ({type(module).__name__}) has parameters but no reset_parameters(); "
+                        "cannot re-initialize it"
+                    )
+
+
+def _device(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def randomized_states(
+    model: nn.Module,
+    *,
+    mode: str = "cascading",
+    blocks: Sequence[str] | None = None,
+    reinit: str = "default",
+    batchnorm: str = "reset_affine",
+    seed: int = 0,
+    architecture: str | None = None,
+) -> Iterator[tuple[str, nn.Module]]:
+    """Model states with more and more (or one at a time) blocks re-initialized.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained model; never modified.
+    mode : {"cascading", "independent"}, optional
+        ``"cascading"``: state ``k`` has the first ``k`` blocks (top-down)
+        randomized, as Arun et al.; ``"independent"``: state ``k`` has only
+        block ``k`` randomized, on the trained weights.
+    blocks : sequence of str, optional
+        Labels of the states to yield (default: every block). Yielded
+        top-down whatever the order given. In cascading mode a state always
+        has *every* block above it randomized, whether or not those states are
+        yielded, so a subset gives the same states as the full run.
+    reinit : {"default", "normal", "glorot_uniform", "kaiming_normal"}, optional
+        How convolution/linear weights are re-drawn (:data:`REINIT_RULES`).
+    batchnorm : {"keep", "reset_affine", "reset_all"}, optional
+        Batch-norm handling (:data:`BATCHNORM_RULES`); default
+        ``"reset_affine"``, Adebayo et al.'s behaviour.
+    seed : int, optional
+        Non-negative master seed; block ``k`` uses :func:`block_seed(seed, k)
+        <block_seed>`. The global torch RNG is left untouched.
+    architecture : str, optional
+        Overrides ``model.architecture``.
+
+    Yields
+    ------
+    (str, torch.nn.Module)
+        ``("Original", copy of model)`` first, then ``(block label, copy)``
+        per requested block. Each model is an independent deep copy on the
+        model's device, in the model's train/eval mode.
+
+    Raises
+    ------
+    RandomizationError
+        Unknown architecture, block, mode, rule or a bad seed (raised at the
+        call, before the first state).
+
+    Notes
+    -----
+    Weights are drawn on the CPU (so states are identical on every device)
+    and the copies are then moved to the model's device.
+
+    References
+    ----------
+    .. [1] Adebayo et al. (2018); Arun et al. (2021). See the module docstring.
+    """
+    _check_options(mode, reinit, batchnorm, seed)
+    all_blocks = blocks_for(model, architecture=architecture)
+    arch = _architecture(model, architecture)
+    indices = _select(all_blocks, blocks, arch)
+    return _states(model, all_blocks, indices, mode=mode, reinit=reinit, batchnorm=batchnorm, seed=int(seed))
+
+
+def _states(model, all_blocks, indices, *, mode, reinit, batchnorm, seed) -> Iterator[tuple[str, nn.Module]]:
+    device = _device(model)
+    original = copy.deepcopy(model)
+    base = copy.deepcopy(model).cpu()
+    yield "Original", original
+    options = dict(seed=seed, reinit=reinit, batchnorm=batchnorm)
+    if mode == "cascading":
+        wanted = set(indices)
+        for index in range(max(indices) + 1):
+            _randomize_block(base, all_blocks[index], index=index, **options)
+            if index in wanted:
+                yield all_blocks[index].label, copy.deepcopy(base).to(device)
+    else:
+        for index in indices:
+            state = copy.deepcopy(base)
+            _randomize_block(state, all_blocks[index], index=index, **options)
+            yield all_blocks[index].label, state.to(device)
+
+
+def fully_randomized(
+    model: nn.Module,
+    *,
+    reinit: str = "default",
+    batchnorm: str = "reset_affine",
+    seed: int = 0,
+    architecture: str | None = None,
+) -> nn.Module:
+    """The end state of the cascade: every block re-initialized (a copy; ``model`` is untouched).
+
+    This is the "untrained" model of the localization criterion (Arun et al.
+    compare trained with untrained maps). Same options and same weights as
+    the last state of ``randomized_states(model, mode="cascading", ...)``;
+    the parts in :data:`NEVER_RANDOMIZED` (InceptionV3's stem and
+    ``Mixed_5b``) keep their trained weights.
+    """
+    _check_options("cascading", reinit, batchnorm, seed)
+    all_blocks = blocks_for(model, architecture=architecture)
+    state = copy.deepcopy(model).cpu()
+    for index, block in enumerate(all_blocks):
+        _randomize_block(state, block, index=index, seed=int(seed), reinit=reinit, batchnorm=batchnorm)
+    return state.to(_device(model))

@@ -1,0 +1,189 @@
+"""Train a self-explaining model once, then read it from the cache.
+
+The model is trained by :func:`helpers.models.fit` (the book's one training
+loop: Adam, augmentation, early stopping on validation ROC AUC) with
+:func:`~helpers.trainable.supervision.trainable_loss`; the images that get a
+box are :func:`~helpers.trainable.supervision.box_subset` of the positive
+training images. Weights and a JSON record are stored under
+``<cache_dir>/trainable/`` with a key that hashes everything that determines
+the weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from helpers._cache import atomic_write, stable_hash
+from helpers.trainable.head import DEFAULT_POOLING, DEFAULT_SHARPNESS, TrainableConfigError
+from helpers.trainable.model import SelfExplainingClassifier, build_self_explaining
+from helpers.trainable.supervision import DEFAULT_BOX_WEIGHT, box_subset, supervision_seed, trainable_loss
+
+__all__ = ["TRAINABLE_VERSION", "get_trained_self_explaining", "training_seed"]
+
+#: Bump when the head, the loss or the training changes: old caches are then ignored.
+TRAINABLE_VERSION = 1
+
+
+def training_seed(seed: int, replicate: int) -> int:
+    """Seed of the initialization and of the training of one replicate."""
+    return int(stable_hash({"seed": int(seed), "replicate": int(replicate), "role": "self-explaining"}, length=8), 16)
+
+
+def _indices(values) -> list[int]:
+    return [int(i) for i in np.asarray(values).ravel()]
+
+
+def get_trained_self_explaining(
+    settings,
+    data,
+    splits: Mapping[str, Any],
+    *,
+    architecture: str,
+    box_fraction: float = 0.0,
+    replicate: int = 0,
+    pooling: str = DEFAULT_POOLING,
+    r: float = DEFAULT_SHARPNESS,
+    box_weight: float = DEFAULT_BOX_WEIGHT,
+    progress: bool = False,
+) -> tuple[SelfExplainingClassifier, dict[str, Any]]:
+    """A trained self-explaining classifier for ``settings``, from the cache when possible.
+
+    Parameters
+    ----------
+    settings : helpers.config.Settings
+        Uses ``seed``, ``epochs``, ``batch_size``, ``learning_rate``,
+        ``patience``, ``pretrained``, ``device``, ``cache_dir``.
+    data : helpers.data.ImageSet
+        The whole dataset.
+    splits : dict
+        ``{"train", "val", ...}`` index arrays into ``data``.
+    architecture : str
+        Backbone (any of :data:`helpers.models.ARCHITECTURES`).
+    box_fraction : float, optional
+        Share of the *positive* training images whose region supervises the
+        abnormal evidence map: ``round(box_fraction * n_positive_train)``
+        images (halves up), a seeded subset nested across fractions
+        (:func:`box_subset`). 0 means image labels only: no mask is read.
+    replicate : int, optional
+        Independent runs: the replicate changes the initialization, the
+        training order and the boxed subset.
+    pooling, r, box_weight
+        See :class:`~helpers.trainable.SelfExplainingClassifier` and
+        :func:`~helpers.trainable.trainable_loss`.
+    progress : bool, optional
+        Print one line per epoch.
+
+    Returns
+    -------
+    (model, record) : tuple
+        The model (eval mode, on the settings' device) and a JSON-able record:
+        ``key``, ``architecture``, ``backbone``, ``pooling``, ``r``,
+        ``box_fraction``, ``box_weight``, ``replicate``, ``seed``,
+        ``box_indices`` (dataset indices of the boxed images), ``n_boxes``,
+        ``n_positive_train``, ``training`` (:class:`helpers.models.training.TrainingResult`
+        as a dict) and ``cached`` (whether it was read from the cache).
+
+    Raises
+    ------
+    TrainableConfigError
+        Bad fraction or pooling, or an unreadable cache entry (named; delete
+        it to retrain).
+    """
+    from helpers import models  # lazy: keeps ``import helpers.trainable`` light
+    from helpers.config import resolve_device
+    from helpers.models.training import balanced_class_weights, fit
+
+    box_fraction = float(box_fraction)
+    train_idx = np.asarray(splits["train"], dtype=np.int64)
+    val_idx = np.asarray(splits["val"], dtype=np.int64)
+    boxed = box_subset(data.labels, train_idx, box_fraction, seed=supervision_seed(settings.seed, replicate))
+    seed = training_seed(settings.seed, replicate)
+    pretrained = None
+    if settings.pretrained:
+        pretrained = {"path": str(settings.pretrained), "sha256": models.zoo.file_sha256(settings.pretrained)}
+    spec = {
+        "version": TRAINABLE_VERSION,
+        "backbone": architecture,
+        "pooling": pooling,
+        "r": float(r),
+        "box_fraction": box_fraction,
+        "box_weight": float(box_weight),
+        "box_indices": _indices(boxed),
+        "data": data.fingerprint(),
+        "train": _indices(train_idx),
+        "val": _indices(val_idx),
+        "seed": seed,
+        "epochs": int(settings.epochs),
+        "batch_size": int(settings.batch_size),
+        "learning_rate": float(settings.learning_rate),
+        "patience": int(settings.patience),
+        "pretrained": pretrained,
+    }
+    key = stable_hash(spec)
+    folder = Path(settings.cache_dir) / "trainable"
+    stem = f"{architecture}-{pooling}-box{box_fraction:g}-rep{int(replicate)}-{key}"
+    weights_path, record_path = folder / f"{stem}.pt", folder / f"{stem}.json"
+    device = resolve_device(settings.device)
+    model = build_self_explaining(
+        architecture,
+        pooling=pooling,
+        r=r,
+        seed=seed,
+        probe_size=max(int(data.size), models.MIN_IMAGE_SIZE[architecture]) if architecture in models.MIN_IMAGE_SIZE else int(data.size),
+        image_size=int(data.size),
+        pretrained=settings.pretrained or None,
+    )
+    if weights_path.exists() and record_path.exists():
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            record = json.loads(record_path.read_text())
+            model.load_state_dict(state)
+        except Exception as error:  # an unreadable entry is reported, never silently retrained over
+            raise TrainableConfigError(f"cached self-explaining model {weights_path} cannot be read ({error}); delete it to retrain") from error
+        model.to(device).eval()
+        record["cached"] = True
+        return model, record
+
+    train = data.subset(train_idx)
+    mask_available = np.isin(train_idx, boxed)
+    loss = functools.partial(trainable_loss, box_weight=float(box_weight), class_weights=balanced_class_weights(train.labels))
+    result = fit(
+        model,
+        train,
+        data.subset(val_idx),
+        epochs=int(settings.epochs),
+        batch_size=int(settings.batch_size),
+        learning_rate=float(settings.learning_rate),
+        patience=int(settings.patience),
+        seed=seed,
+        device=device,
+        loss=loss,
+        mask_available=mask_available,
+        progress=progress,
+    )
+    record = {
+        "key": key,
+        "architecture": model.architecture,
+        "backbone": architecture,
+        "pooling": pooling,
+        "r": float(r),
+        "box_fraction": box_fraction,
+        "box_weight": float(box_weight),
+        "replicate": int(replicate),
+        "seed": seed,
+        "box_indices": _indices(boxed),
+        "n_boxes": int(len(boxed)),
+        "n_positive_train": int((data.labels[train_idx] == 1).sum()),
+        "training": result.as_dict(),
+    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
+    atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+    record["cached"] = False
+    return model, record

@@ -83,6 +83,9 @@ class SyntheticSample:
         pixels (``x`` = first column, ``width`` = number of columns).
     markers : numpy.ndarray
         ``bool (n,)``: the image carries the confounding lead marker.
+    lungs : numpy.ndarray
+        ``bool (n, size, size)``: the lung fields (lung membership >= 1/2),
+        which contain every opacity mask.
     ids : list of str
     params : dict
         The arguments of :func:`generate` and :data:`GENERATOR_VERSION`.
@@ -98,6 +101,7 @@ class SyntheticSample:
     regions: np.ndarray
     boxes: list
     markers: np.ndarray
+    lungs: np.ndarray
     ids: list
     params: dict = field(default_factory=dict)
     healthy: np.ndarray | None = None
@@ -402,11 +406,11 @@ def _render_one(seed: int, i: int, size: int, positive_fraction: float, confound
     regions = np.zeros((size, size), np.uint8)
     boxes = np.zeros((0, 4), np.float64)
     opacity = np.zeros_like(att)
+    in_lung = lung >= 0.5
     if true_label:
         ops = _draw_opacities(np.random.default_rng([seed, i, _OPACITY]), a)
         rng_tex = np.random.default_rng([seed, i, _TEXTURE])
         texture = np.clip(0.9 + 0.22 * _smooth_noise(rng_tex, size, 0.03), 0.5, 1.2)
-        in_lung = lung >= 0.5
         box_list = []
         for j, op in enumerate(ops):
             g, r_eff = _opacity_envelope(px, py, op)
@@ -440,7 +444,7 @@ def _render_one(seed: int, i: int, size: int, positive_fraction: float, confound
 
     image = expose(att + opacity)
     healthy = expose(att) if return_healthy else None
-    return image, label, true_label, regions, boxes, marker, healthy
+    return image, label, true_label, regions, boxes, marker, in_lung, healthy
 
 
 def generate(
@@ -526,9 +530,10 @@ def generate(
     labels = np.zeros(n, np.int64)
     true_labels = np.zeros(n, np.int64)
     markers = np.zeros(n, bool)
+    lungs = np.zeros((n, size, size), bool)
     boxes: list[np.ndarray] = []
     for i in tqdm(range(n), desc="synthesizing", disable=(None if progress is None else not progress), leave=False):
-        img, lab, true, reg, bx, mk, hl = _render_one(
+        img, lab, true, reg, bx, mk, lungs[i], hl = _render_one(
             seed, int(start) + i, size, float(positive_fraction), float(confounder_strength), float(label_noise), return_healthy
         )
         images[i], labels[i], true_labels[i], regions[i], markers[i] = img, lab, true, reg, mk
@@ -553,6 +558,7 @@ def generate(
         regions=regions,
         boxes=boxes,
         markers=markers,
+        lungs=lungs,
         ids=[synthetic_id(seed, int(start) + i) for i in range(n)],
         params=params,
         healthy=healthy,

@@ -1,0 +1,291 @@
+"""The synthetic dataset read back through the real loaders, and :func:`load`.
+
+:func:`load` is what every chapter calls: it turns the run's settings into an
+:class:`~helpers.data.imageset.ImageSet`. For the synthetic dataset it writes
+the DICOM files and tables once under the cache folder (with
+:func:`helpers.data.writer.synth`) and reads them back with *both* real
+loaders, so the embedded default exercises the same code path as the RSNA and
+SIIM challenges.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import binary_dilation
+
+from helpers._cache import atomic_write, stable_hash
+from helpers.data._tables import check_image_size, check_limit, read_table
+from helpers.data.errors import DataError
+from helpers.data.folder import load_folder
+from helpers.data.imageset import ImageSet
+from helpers.data.rsna import load_rsna
+from helpers.data.siim import load_siim
+from helpers.data.synthetic import GENERATOR_VERSION, MAX_SIZE, MIN_SIZE
+from helpers.data.writer import SYNTH_FILES, read_synth_params, synth
+
+__all__ = ["load", "load_synthetic", "synthetic_dir", "SYNTHETIC_FORMAT"]
+
+#: Version of the on-disk layout written by ``synth`` (part of the cache key).
+SYNTHETIC_FORMAT = "rsna+siim-dicom12/1"
+
+
+def _disagree(data_dir: Path, image_id: str, what: str) -> DataError:
+    return DataError(
+        f"synthetic dataset {str(data_dir)!r}: the RSNA and SIIM files disagree for image {image_id!r}: {what}; "
+        "the folder was modified after helpers.data.synth wrote it (delete it to regenerate)"
+    )
+
+
+def load_synthetic(
+    data_dir: str | os.PathLike,
+    *,
+    image_size: int,
+    limit: int | None = None,
+    progress: bool | None = None,
+) -> ImageSet:
+    """Read a folder written by :func:`helpers.data.synth` through both real loaders.
+
+    The labels and boxes come from the RSNA table (:func:`load_rsna`), the
+    exact pixel masks from the SIIM run-length table (:func:`load_siim`), and
+    the two readings are checked against each other and against
+    ``synth_truth.csv``.
+
+    Parameters
+    ----------
+    data_dir : str or path-like
+        A folder written by :func:`helpers.data.synth`.
+    image_size : int
+        Working size; the files' own size need not match (images are resized
+        with anti-aliasing, masks with the area rule, boxes scaled).
+    limit : int, optional
+        Keep only the first ``limit`` images.
+    progress : bool or None, optional
+        tqdm progress bars (``None``: only on a terminal).
+
+    Returns
+    -------
+    ImageSet
+        ``source="synthetic"``; ``labels`` are the recorded labels (after
+        label noise, as in the RSNA table), ``masks`` the union of the
+        opacities really drawn (from the SIIM table; with label noise a true
+        positive recorded as 0 keeps its mask), ``boxes`` the RSNA boxes.
+
+    Raises
+    ------
+    DataError
+        When the folder is not a ``synth`` folder, a file is missing or
+        malformed, or the RSNA and SIIM readings disagree: different images
+        or ids, labels that contradict ``synth_truth.csv``, a different
+        number of boxes and regions, or a mask outside its boxes.
+    """
+    data_dir = Path(data_dir)
+    size = check_image_size(image_size)
+    limit = check_limit(limit)
+    read_synth_params(data_dir)  # a clear error for a folder that synth did not write
+    rsna = load_rsna(data_dir, image_size=size, limit=limit, progress=progress)
+    siim = load_siim(data_dir, image_size=size, limit=limit, progress=progress)
+    truth_path = data_dir / SYNTH_FILES["truth"]
+    truth = read_table(truth_path, ["patientId", "label", "true_label", "marker", "n_opacities"], id_column="patientId")
+    truth = truth.set_index("patientId")
+
+    if rsna.ids != siim.ids:
+        first = next((a, b) for a, b in zip(rsna.ids + [None], siim.ids + [None]) if a != b)
+        raise DataError(
+            f"synthetic dataset {str(data_dir)!r}: {SYNTH_FILES['labels']} and {SYNTH_FILES['rle']} list different images "
+            f"({len(rsna)} and {len(siim)}; first difference {first[0]!r} vs {first[1]!r})"
+        )
+    missing = [i for i in rsna.ids if i not in truth.index]
+    if missing:
+        raise DataError(f"{str(truth_path)!r} has no row for image {missing[0]!r} ({len(missing)} missing)")
+    recorded = truth.loc[rsna.ids, "label"].to_numpy(np.int64)
+    true = truth.loc[rsna.ids, "true_label"].to_numpy(np.int64)
+    # Both loaders read the same DICOM file with the same resampling: the pixels must be identical.
+    differ = np.flatnonzero(~(rsna.images == siim.images).all(axis=(1, 2)))
+    if differ.size:
+        raise _disagree(data_dir, rsna.ids[differ[0]], "the two loaders produced different pixels")
+    box_region = binary_dilation(rsna.masks, structure=np.ones((1, 3, 3), bool))  # 1 px tolerance for resampling
+    for i, image_id in enumerate(rsna.ids):
+        if rsna.labels[i] != recorded[i]:
+            raise _disagree(data_dir, image_id, f"RSNA Target {rsna.labels[i]} but synth_truth label {recorded[i]}")
+        if siim.labels[i] != true[i]:
+            raise _disagree(data_dir, image_id, f"{'a region' if siim.labels[i] else 'no region'} in the RLE table but synth_truth true_label {true[i]}")
+        if recorded[i] == 1 and true[i] == 1:
+            if len(rsna.boxes[i]) != len(siim.boxes[i]):
+                raise _disagree(data_dir, image_id, f"{len(rsna.boxes[i])} RSNA boxes but {len(siim.boxes[i])} RLE regions")
+            if (siim.masks[i] & ~box_region[i]).any():
+                raise _disagree(data_dir, image_id, "the RLE mask reaches outside the union of the RSNA boxes")
+    return ImageSet(
+        images=rsna.images,
+        labels=rsna.labels,
+        masks=siim.masks,
+        boxes=rsna.boxes,
+        ids=list(rsna.ids),
+        patient_ids=list(rsna.patient_ids),
+        source="synthetic",
+    )
+
+
+def synthetic_dir(
+    cache_dir: str | os.PathLike,
+    *,
+    n: int,
+    image_size: int,
+    seed: int,
+    positive_fraction: float,
+    progress: bool | None = None,
+) -> Path:
+    """The folder of the synthetic dataset of these parameters, written once.
+
+    The folder is ``<cache_dir>/data/synthetic-<key>/`` with ``key`` the
+    :func:`~helpers._cache.stable_hash` of the parameters, the generator
+    version and the file format. It is synthesized at ``image_size`` clipped
+    to the generator's range ``[64, 512]`` and reused when present (``synth``
+    renames a complete temporary folder into place, so a present folder is
+    complete; a concurrent run that finished first is reused too).
+
+    Raises
+    ------
+    DataError
+        For bad parameters, or an existing folder whose ``synth.json`` does
+        not match its key (a folder copied or edited by hand).
+    """
+    synth_size = int(min(max(check_image_size(image_size), MIN_SIZE), MAX_SIZE))
+    params = dict(n=int(n), size=synth_size, seed=int(seed), positive_fraction=float(positive_fraction))
+    key = stable_hash(dict(kind="synthetic-dataset", generator_version=GENERATOR_VERSION, format=SYNTHETIC_FORMAT, **params))
+    folder = Path(cache_dir) / "data" / f"synthetic-{key}"
+
+    def matches(found: dict[str, Any]) -> bool:
+        return found.get("generator_version") == GENERATOR_VERSION and all(found.get(k) == v for k, v in params.items()) and (
+            found.get("confounder_strength", 0.0) == 0.0 and found.get("label_noise", 0.0) == 0.0
+        )
+
+    if not folder.is_dir():
+        try:
+            synth(folder, progress=progress, **params)
+        except DataError:
+            if not folder.is_dir():  # not a lost race with another process: a real error
+                raise
+    found = read_synth_params(folder)
+    if not matches(found):
+        raise DataError(
+            f"cached synthetic dataset {str(folder)!r} was written with {found!r}, not with {params!r} "
+            f"(generator version {GENERATOR_VERSION}); delete the folder to regenerate it"
+        )
+    return folder
+
+
+def _save_imageset(path: Path, data: ImageSet) -> None:
+    boxes = np.concatenate([b.reshape(-1, 4) for b in data.boxes] or [np.zeros((0, 4))]).astype(np.float64)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a path
+            np.savez(
+                handle,
+                images=data.images,
+                labels=data.labels,
+                masks=data.masks,
+                boxes=boxes,
+                box_counts=np.array([len(b) for b in data.boxes], np.int64),
+                ids=np.array(data.ids, dtype=str),
+                patient_ids=np.array(data.patient_ids, dtype=str),
+                source=np.array(data.source),
+                fingerprint=np.array(data.fingerprint()),
+            )
+
+    atomic_write(path, write)
+
+
+def _read_imageset(path: Path) -> ImageSet:
+    with np.load(path, allow_pickle=False) as z:
+        counts = z["box_counts"]
+        boxes = np.split(z["boxes"], np.cumsum(counts)[:-1]) if counts.size else []
+        data = ImageSet(
+            images=z["images"],
+            labels=z["labels"],
+            masks=z["masks"],
+            boxes=[np.ascontiguousarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes],
+            ids=[str(v) for v in z["ids"]],
+            patient_ids=[str(v) for v in z["patient_ids"]],
+            source=str(z["source"]),
+        )
+        expected = str(z["fingerprint"])
+    if data.fingerprint() != expected:
+        raise DataError(f"{str(path)!r}: fingerprint {data.fingerprint()} differs from the stored {expected}")
+    return data
+
+
+def _load_synthetic_cached(folder: Path, *, image_size: int, progress: bool | None) -> ImageSet:
+    """:func:`load_synthetic`, its result kept as ``imageset-<size>.npz`` beside the files.
+
+    The first call reads the DICOM files and tables through both loaders
+    (seconds for thousands of images); later calls, e.g. from every chapter of
+    the book, read the array file written then (a fraction of a second). An
+    unreadable array file is replaced after a :class:`RuntimeWarning`.
+    """
+    cache_file = folder / f"imageset-{int(image_size)}.npz"
+    if cache_file.is_file():
+        try:
+            return _read_imageset(cache_file)
+        except Exception as exc:  # a damaged cache entry: rebuilt from the files, loudly
+            warnings.warn(f"cached image set {str(cache_file)!r} cannot be read ({type(exc).__name__}: {exc}); rebuilding it from {str(folder)!r}",
+                          RuntimeWarning, stacklevel=3)
+    data = load_synthetic(folder, image_size=image_size, progress=progress)
+    _save_imageset(cache_file, data)
+    return data
+
+
+def load(settings, *, progress: bool | None = None) -> ImageSet:
+    """The dataset of a run, at its working size.
+
+    Parameters
+    ----------
+    settings : helpers.config.Settings
+        Uses ``dataset``, ``data_dir``, ``image_size`` and, for the synthetic
+        dataset, ``n_synthetic``, ``positive_fraction``, ``seed`` and
+        ``cache_dir``.
+    progress : bool or None, optional
+        tqdm progress bars (``None``: only on a terminal).
+
+    Returns
+    -------
+    ImageSet
+
+    Raises
+    ------
+    DataError
+        An unknown dataset, a missing ``data_dir``, or any loader error.
+
+    Notes
+    -----
+    ``"synthetic"``: :func:`synthetic_dir` then :func:`load_synthetic`; the
+    result is also kept as ``imageset-<image_size>.npz`` in the dataset's
+    folder (with its fingerprint, checked on reading), so later calls do not
+    decode the DICOM files again.
+    ``"rsna"``, ``"siim"``, ``"folder"``: :func:`~helpers.data.rsna.load_rsna`,
+    :func:`~helpers.data.siim.load_siim`, :func:`~helpers.data.folder.load_folder`
+    on ``data_dir`` with their default file names.
+    """
+    dataset = getattr(settings, "dataset", None)
+    size = check_image_size(getattr(settings, "image_size", None))
+    if dataset == "synthetic":
+        folder = synthetic_dir(
+            settings.cache_dir,
+            n=settings.n_synthetic,
+            image_size=size,
+            seed=settings.seed,
+            positive_fraction=settings.positive_fraction,
+            progress=progress,
+        )
+        return _load_synthetic_cached(folder, image_size=size, progress=progress)
+    loaders = {"rsna": load_rsna, "siim": load_siim, "folder": load_folder}
+    if dataset not in loaders:
+        raise DataError(f"unknown dataset {dataset!r}; expected one of synthetic, {', '.join(loaders)}")
+    data_dir = getattr(settings, "data_dir", None)
+    if not data_dir or not Path(data_dir).is_dir():
+        raise DataError(f"dataset {dataset!r} needs data_dir to be the dataset's folder, got {data_dir!r}")
+    return loaders[dataset](data_dir, image_size=size, progress=progress)

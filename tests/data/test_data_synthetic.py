@@ -1,0 +1,144 @@
+"""The synthetic chest radiograph generator: determinism, ground truth, options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_dilation
+
+from helpers.data import DataError, generate
+from helpers.data._resize import resize_mask
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return generate(10, size=SIZE, seed=3, return_healthy=True)
+
+
+def test_shapes_types_and_range(sample):
+    assert sample.images.shape == (10, SIZE, SIZE) and sample.images.dtype == np.float32
+    assert sample.images.min() >= 0.0 and sample.images.max() <= 1.0
+    assert sample.labels.dtype == np.int64 and sample.masks.dtype == np.bool_
+    assert len(sample.boxes) == len(sample.ids) == 10 and len(set(sample.ids)) == 10
+    assert set(sample.labels.tolist()) == {0, 1}  # seed 3 draws both classes among 10
+    assert np.array_equal(sample.labels, sample.true_labels)  # no label noise by default
+    assert not sample.markers.any()  # no confounder by default
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(sample):
+    again = generate(10, size=SIZE, seed=3)
+    assert np.array_equal(again.images, sample.images)
+    assert np.array_equal(again.masks, sample.masks)
+    assert all(np.array_equal(a, b) for a, b in zip(again.boxes, sample.boxes))
+    other = generate(10, size=SIZE, seed=4)
+    assert not np.array_equal(other.images, sample.images)
+    assert all(not np.array_equal(a, b) for a, b in zip(other.images, sample.images))
+
+
+def test_prefix_and_chunks_reproduce_the_same_images(sample):
+    first = generate(4, size=SIZE, seed=3)
+    assert np.array_equal(first.images, sample.images[:4])
+    assert first.ids == sample.ids[:4]
+    chunk = generate(3, size=SIZE, seed=3, start=5)
+    assert np.array_equal(chunk.images, sample.images[5:8])
+    assert np.array_equal(chunk.masks, sample.masks[5:8])
+    assert chunk.ids == sample.ids[5:8]
+
+
+def test_negatives_have_no_region_positives_one_to_three(sample):
+    for label, mask, boxes, regions in zip(sample.true_labels, sample.masks, sample.boxes, range(len(sample))):
+        if label == 0:
+            assert not mask.any() and boxes.shape == (0, 4)
+        else:
+            assert mask.any() and 1 <= len(boxes) <= 3
+    for i in range(len(sample)):
+        assert len(sample.region_masks(i)) == len(sample.boxes[i])
+
+
+def test_masks_lie_inside_the_lungs(sample):
+    assert sample.lungs.any(axis=(1, 2)).all()
+    assert not (sample.masks & ~sample.lungs).any()
+    for i in np.flatnonzero(sample.true_labels):
+        for region in sample.region_masks(i):
+            assert region.any() and not (region & ~sample.lungs[i]).any()
+
+
+def test_boxes_are_tight_around_each_region(sample):
+    for i in np.flatnonzero(sample.true_labels):
+        for region, (x, y, w, h) in zip(sample.region_masks(i), sample.boxes[i]):
+            rows, cols = np.nonzero(region)
+            assert (x, y, w, h) == (cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+
+
+def test_opacities_add_density_inside_their_mask_only(sample):
+    for i in range(len(sample)):
+        diff = sample.images[i] - sample.healthy[i]
+        if sample.true_labels[i] == 0:
+            assert np.array_equal(sample.images[i], sample.healthy[i])
+            continue
+        assert diff[sample.masks[i]].mean() > 0.05  # visible: brighter (denser) than the healthy lung
+        far = ~binary_dilation(sample.lungs[i], iterations=3)
+        assert np.abs(diff[far]).max() < 1e-3  # nothing changes outside the lungs
+
+
+def test_the_same_image_at_another_size_shows_the_same_opacities():
+    small = generate(6, size=64, seed=11)
+    large = generate(6, size=128, seed=11)
+    assert np.array_equal(small.labels, large.labels)
+    for i in np.flatnonzero(small.true_labels):
+        down = resize_mask(large.masks[i], 64)
+        iou = (down & small.masks[i]).sum() / (down | small.masks[i]).sum()
+        assert iou > 0.8
+        assert len(small.boxes[i]) == len(large.boxes[i])
+
+
+def test_confounding_marker_follows_the_label_and_changes_nothing_else():
+    plain = generate(8, size=SIZE, seed=5)
+    marked = generate(8, size=SIZE, seed=5, confounder_strength=1.0)
+    assert np.array_equal(marked.markers, marked.true_labels.astype(bool))
+    assert np.array_equal(marked.masks, plain.masks)
+    for i in range(8):
+        if marked.markers[i]:
+            changed = marked.images[i] != plain.images[i]
+            rows, cols = np.nonzero(changed)
+            assert rows.max() < SIZE // 3  # the lead marker sits in an upper corner
+            assert marked.images[i][changed].mean() > plain.images[i][changed].mean()  # lead is bright
+        else:
+            assert np.array_equal(marked.images[i], plain.images[i])
+
+
+def test_label_noise_flips_recorded_labels_not_the_images():
+    clean = generate(24, size=SIZE, seed=2)
+    noisy = generate(24, size=SIZE, seed=2, label_noise=0.5)
+    assert np.array_equal(noisy.true_labels, clean.labels)
+    assert np.array_equal(noisy.images, clean.images)
+    flipped = noisy.labels != noisy.true_labels
+    assert 0 < flipped.sum() < 24
+    assert np.array_equal(noisy.masks.any(axis=(1, 2)), noisy.true_labels.astype(bool))
+
+
+def test_to_imageset_follows_the_contract(sample):
+    s = sample.to_imageset()
+    assert len(s) == 10 and s.source == "synthetic" and s.patient_ids == s.ids
+    assert s.tensor().shape == (10, 1, SIZE, SIZE)
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(n=2, size=63, seed=0), "size"),
+        (dict(n=2, size=513, seed=0), "size"),
+        (dict(n=-1, size=64, seed=0), "n must"),
+        (dict(n=2, size=64, seed=-1), "seed"),
+        (dict(n=2, size=64, seed=0, positive_fraction=1.5), "positive_fraction"),
+        (dict(n=2, size=64, seed=0, confounder_strength=-0.1), "confounder_strength"),
+        (dict(n=2, size=64, seed=0, label_noise=0.6), "label_noise"),
+        (dict(n=2, size=64, seed=0, start=-3), "start"),
+    ],
+)
+def test_bad_options_raise_a_data_error_naming_them(kwargs, word):
+    n = kwargs.pop("n")
+    with pytest.raises(DataError, match=word):
+        generate(n, **kwargs)

@@ -451,3 +451,9 @@ def attribute(
         internal_batch_size=internal_batch_size, progress=progress, settings=settings,
     )
     return raw.sum(axis=1).astype(np.float32)
+
+# Extension packages register their methods ("CF", "TRAINABLE") on import; importing them here makes
+# every registered name of the book available to whoever imports helpers.saliency (they import only
+# helpers.saliency.registry, so there is no cycle).
+import helpers.counterfactual  # noqa: E402,F401
+import helpers.trainable  # noqa: E402,F401

@@ -2,8 +2,14 @@
 
 A map is determined by the model (``model_key``: architecture, replicate,
 weights), its randomization ``state`` (``"trained"``, a cascade step ...), the
-method, the method's resolved settings (defaults plus overrides), the method's
-implementation version, the explained class and the image. The cache stores
+method, the method's resolved settings (defaults plus overrides), the code that
+computes it (the method's ``version``, this package's :data:`CODE_VERSION`,
+and the installed Captum and PAIR ``saliency`` versions), the explained class
+and the image (its id and a SHA-256 of its pixels). All of these enter the
+key. The key also holds a SHA-256 of the model's parameters and buffers, so a
+``model_key``/``state`` label reused for other weights (a retrained model, a
+randomization with another seed) can never be served the old maps; hashing
+costs about 0.1 s per call for the zoo's models (28-95 MB). The cache stores
 the method's **raw** attribution (``(C, H, W)`` ``float32``, signed) and
 post-processes on every read (a percentile and a division, well under a
 millisecond), so both :meth:`MapCache.get_or_compute` (``[0, 1]`` maps) and
@@ -12,15 +18,17 @@ entries.
 
 Layout: one compressed ``.npz`` file per image::
 
-    <root>/<method>/<key hash>/key.json                      what the hash stands for
-    <root>/<method>/<key hash>/<image id>-<pixel hash>-t<target>.npz
+    <root>/<method>/<key hash>/key.json                                  what the hash stands for
+    <root>/<method>/<key hash>/<id slug>-<id hash>-<pixel hash>-t<target>.npz
 
 One file per image (rather than one per batch) because the studies ask for
 overlapping, growing subsets of images: a missing image is computed and
 written on its own, two processes filling the same key never overwrite each
 other's work with a partial chunk, and no index has to be kept consistent. The
 pixel hash in the name means that a re-generated dataset reusing ids can never
-be served stale maps. Every file also stores its full key, checked on read.
+be served stale maps; the id hash keeps ids that share a file-name slug
+(``"a/b"``, ``"a_b"``) apart. Every file also stores its full key, checked on
+read.
 
 Writes go through :func:`helpers._cache.atomic_write`. A file that cannot be
 read, has the wrong shape or dtype, non-finite values, or a key that does not
@@ -32,6 +40,7 @@ match raises :class:`CorruptCacheEntryError` naming it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,11 +48,12 @@ import re
 import shutil
 import time
 import warnings
-import zipfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from helpers._cache import atomic_write, stable_hash
@@ -53,9 +63,14 @@ from helpers.saliency._errors import CorruptCacheEntryError, MapCacheError
 from helpers.saliency.postprocess import normalize, warn_constant
 from helpers.saliency.registry import get
 
-__all__ = ["MapCache", "CacheStats"]
+__all__ = ["MapCache", "CacheStats", "CODE_VERSION", "weights_digest"]
 
-_FORMAT = 1
+#: Version of the code shared by every method (engine, noise derivation,
+#: target resolution); bump it when a change alters any map. Per-method changes
+#: bump that method's ``version`` (see :func:`helpers.saliency.register`).
+CODE_VERSION = "1"
+
+_FORMAT = 2
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -81,6 +96,34 @@ def _plain(obj: Any) -> Any:
 def _slug(text: str, limit: int = 60) -> str:
     slug = _SAFE.sub("_", text).strip("._") or "image"
     return slug[:limit]
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict[str, str]:
+    """Versions of the libraries whose algorithms the built-in methods call."""
+    out = {}
+    for dist in ("captum", "saliency"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # pragma: no cover - both are pinned requirements
+            out[dist] = "absent"
+    return out
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's parameters and buffers (names, dtypes, shapes and values), hex.
+
+    Part of every map-cache key, so that maps are tied to the exact weights
+    (batch-norm statistics included) and not only to the ``model_key`` label.
+    """
+    if not isinstance(model, nn.Module):
+        raise MapCacheError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict(keep_vars=False).items():
+        t = tensor.detach()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 class MapCache:
@@ -112,8 +155,14 @@ class MapCache:
         self.stats = CacheStats()
 
     # ------------------------------------------------------------------ keys
-    def key(self, method: str, *, model_key: str, state: str = "trained", **settings: Any) -> dict[str, Any]:
-        """The key (a plain dict) of the entries of ``method`` with ``settings`` for a model and state."""
+    def key(
+        self, method: str, *, model_key: str, state: str = "trained", weights_sha256: str | None = None, **settings: Any
+    ) -> dict[str, Any]:
+        """The key (a plain dict) of the entries of ``method`` with ``settings`` for a model and state.
+
+        ``weights_sha256`` is :func:`weights_digest` of the model (``None`` only to
+        inspect keys without a model; :meth:`get_or_compute` always sets it).
+        """
         spec = get(method)
         if not isinstance(model_key, str) or not model_key:
             raise MapCacheError(f"model_key must be a non-empty string naming the model (weights), got {model_key!r}")
@@ -124,14 +173,19 @@ class MapCache:
             "format": _FORMAT,
             "model_key": model_key,
             "state": state,
+            "weights_sha256": weights_sha256,
             "method": spec.name,
             "version": spec.version,
+            "code_version": CODE_VERSION,
+            "libraries": dict(_library_versions()),
             "settings": resolved,
         }
 
-    def folder(self, method: str, *, model_key: str, state: str = "trained", **settings: Any) -> Path:
+    def folder(
+        self, method: str, *, model_key: str, state: str = "trained", weights_sha256: str | None = None, **settings: Any
+    ) -> Path:
         """Folder holding the entries of that key."""
-        key = self.key(method, model_key=model_key, state=state, **settings)
+        key = self.key(method, model_key=model_key, state=state, weights_sha256=weights_sha256, **settings)
         return self.root / _slug(key["method"]) / stable_hash(key)
 
     # ------------------------------------------------------------------ public
@@ -161,8 +215,9 @@ class MapCache:
             One id per image (readable file names; the pixels are hashed too).
         method : str
         model_key : str
-            Identifies the model's weights (e.g. architecture, replicate and a
-            weights hash). Different weights must get different keys.
+            Names the model (e.g. architecture, replicate and training key).
+            The key also holds :func:`weights_digest` of ``model``, so a label
+            reused for other weights recomputes instead of serving stale maps.
         state : str, optional
             Randomization state (``"trained"``, ``"cascade:layer4"`` ...).
         target : optional
@@ -212,7 +267,7 @@ class MapCache:
         progress, settings,
     ):
         spec = get(method)
-        key = self.key(method, model_key=model_key, state=state, **settings)
+        key = self.key(method, model_key=model_key, state=state, weights_sha256=weights_digest(model), **settings)
         folder = self.root / _slug(spec.name) / stable_hash(key)
         x = E.as_image_tensor(images)
         n = len(x)
@@ -225,7 +280,8 @@ class MapCache:
         targets = tspec if isinstance(tspec, list) else [tspec] * n
         digests = [hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() for a in x.numpy()]
         paths = [
-            folder / f"{_slug(i)}-{d[:16]}-t{'p' if t == 'predicted' else int(t)}.npz"
+            folder / f"{_slug(i)}-{hashlib.sha256(i.encode()).hexdigest()[:8]}-{d[:16]}"
+            f"-t{'p' if t == 'predicted' else int(t)}.npz"
             for i, d, t in zip(ids, digests, targets)
         ]
         entry_keys = [
@@ -276,7 +332,7 @@ class MapCache:
             with np.load(path, allow_pickle=False) as data:
                 raw = data["raw"]
                 stored_key = str(data["key"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, zlib, CRC, npy header tokenizer)
             return self._corrupt(path, f"unreadable ({type(exc).__name__}: {exc})")
         if stored_key != entry_key:
             return self._corrupt(path, "its stored key does not match the file name's key")
@@ -291,7 +347,10 @@ class MapCache:
             raise CorruptCacheEntryError(path, reason)
         quarantine = self.root / "quarantine"
         quarantine.mkdir(parents=True, exist_ok=True)
-        target = quarantine / f"{int(time.time() * 1000)}-{path.parent.name}-{path.name}"
-        shutil.move(str(path), target)
+        target = quarantine / f"{time.time_ns()}-{os.getpid()}-{path.parent.name}-{path.name}"
+        try:
+            shutil.move(str(path), target)
+        except FileNotFoundError:  # another process quarantined it first
+            pass
         warnings.warn(f"corrupt saliency-map cache entry {path} ({reason}) moved to {target}; recomputing", stacklevel=4)
         return None

@@ -68,6 +68,7 @@ RESERVED_KEYWORDS = frozenset(
         "model_key",
         "state",
         "image_ids",
+        "weights_sha256",
     }
 )
 

@@ -143,6 +143,10 @@ class Perturbation(abc.ABC):
     name: ClassVar[str] = ""
     #: Whether ``fill`` is differentiable with respect to ``masks``.
     differentiable: ClassVar[bool] = True
+    #: Whether ``fill`` depends on ``masks`` at all (the neighbourhood-conditioned
+    #: operators do; blur, noise and constant do not, so the optimizer computes
+    #: their fill once per image instead of once per step).
+    depends_on_mask: ClassVar[bool] = True
 
     @abc.abstractmethod
     def fill(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -395,6 +399,7 @@ class GaussianBlur(Perturbation):
     """
 
     name = "blur"
+    depends_on_mask = False
 
     def __init__(self, *, relative_sigma: float = 0.05) -> None:
         if not (0.0 < float(relative_sigma) <= 1.0):
@@ -430,6 +435,7 @@ class GaussianNoise(Perturbation):
     """
 
     name = "noise"
+    depends_on_mask = False
 
     def __init__(self, *, std: float = 0.2, seed: int = 0) -> None:
         if not (float(std) > 0.0 and math.isfinite(float(std))):
@@ -463,6 +469,7 @@ class ConstantFill(Perturbation):
     """
 
     name = "constant"
+    depends_on_mask = False
 
     def __init__(self, *, value: float | str = "mean") -> None:
         if isinstance(value, str):

@@ -1,0 +1,209 @@
+#!/usr/bin/env python
+"""Benchmark of saliency method ``"CF"`` (:mod:`helpers.counterfactual`): time per map of each perturbation.
+
+On the default preset's primary architecture at the preset's image size
+(untrained weights: timing does not depend on them), side by side in one run,
+the script prints for ``CF`` with each perturbation operator and for the
+gradient methods GRAD, IG and GCAM:
+
+* the time per map of :func:`helpers.saliency.explain` (what a notebook pays);
+* the lower bound of the gradient-based cost: forward+backward passes per
+  image (``MethodSpec.n_passes``: ``steps`` for CF, 1 for GRAD and GCAM, 10
+  for IG) times the batched forward+backward time per image, measured in the
+  same run just before the method at the batch size it uses; and the ratio
+  of the two. For CF the excess over 1 is the fill (the harmonic diffusion
+  and its backward pass for ``"inpaint"``; scikit-image's biharmonic solves
+  for ``"inpaint_biharmonic"``), the regularizers and the bookkeeping;
+* the ratio of each method's time per map to GRAD's (the cheapest map).
+
+Timings are the minimum over repeats, in wall-clock and process CPU seconds;
+with one thread on the (shared) CPU the ratios are judged on CPU time. Run
+``python bench/bench_counterfactual.py --help`` for the options. Run on demand,
+never in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as _dt
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import torch
+
+# the repository root (for helpers) and this folder (for bench_saliency's timing tools)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_HERE))
+sys.path.insert(0, _HERE)
+
+import helpers.counterfactual  # noqa: E402,F401  (registers "CF")
+import helpers.saliency as S  # noqa: E402
+from bench_saliency import Row, Timing, _fmt_seconds, best_of, forward_backward, pass_batch, per_image  # noqa: E402
+from helpers.config import resolve  # noqa: E402
+from helpers.counterfactual import PERTURBATIONS  # noqa: E402
+
+GRADIENT_METHODS = ("GRAD", "IG", "GCAM")
+
+
+def _parse_setting(text: str) -> tuple[str, Any]:
+    """``name=value`` -> (name, python value)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects a CF setting name=value (e.g. steps=20), got {text!r}")
+    name, value = text.split("=", 1)
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    return name.strip(), parsed
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    default = resolve("default")
+    parser = argparse.ArgumentParser(
+        description=(
+            "Time per map of counterfactual impact saliency (CF) with each perturbation operator, against its "
+            "forward+backward bound and against the gradient methods GRAD, IG and GCAM, in one run. "
+            "Untrained weights, synthetic radiographs."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--preset", default="default", help="preset whose primary architecture and image size are used")
+    parser.add_argument("--architecture", default=None,
+                        help=f"architecture (default: the preset's first, {default.architectures[0]!r} for 'default')")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help=f"square image size in pixels (default: the preset's, {default.image_size} for 'default')")
+    parser.add_argument("--perturbations", default=",".join(PERTURBATIONS),
+                        help="comma-separated CF perturbation operators")
+    parser.add_argument("--methods", default=",".join(GRADIENT_METHODS),
+                        help="comma-separated gradient methods to compare with (empty: none)")
+    parser.add_argument("--n-images", type=int, default=4, help="images explained per timed run")
+    parser.add_argument("--batch-size", type=int, default=16, help="explain(batch_size=...): images optimized together")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per row (the minimum is kept)")
+    parser.add_argument("--max-seconds", type=float, default=20.0,
+                        help="stop repeating a row once its runs took this long (at least one run)")
+    parser.add_argument("--baseline-repeats", type=int, default=5,
+                        help="timed forward+backward batches before each row (the minimum is kept)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda ...)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the synthetic images")
+    parser.add_argument("--set", dest="settings", action="append", type=_parse_setting, default=[],
+                        metavar="name=value", help="override a CF setting (repeatable), e.g. --set steps=20")
+    args = parser.parse_args(argv)
+    for name in ("n_images", "batch_size", "repeats", "baseline_repeats", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+def print_table(rows: list[Row], *, clock: str, reference: Timing | None) -> None:
+    other = "wall" if clock == "cpu" else "cpu"
+    headers = ("method", "wall/map", "cpu/map", "passes", "batch", f"{clock}/img/pass", f"bound ({clock})",
+               f"ratio ({clock})", f"ratio ({other})", f"x GRAD ({clock})", "runs", "note")
+    lines = []
+    for r in rows:
+        ratio, other_ratio = r.ratio(clock), r.ratio(other)
+        if reference is None:
+            vs = "-"
+        else:
+            times = getattr(r.per_map, clock) / getattr(reference, clock)
+            vs = f"{times:.2g}" if times < 10 else f"{times:.0f}"
+        lines.append((
+            r.method, _fmt_seconds(r.per_map.wall), _fmt_seconds(r.per_map.cpu),
+            "-" if r.passes is None else f"{r.passes:g} {r.pass_kind}",
+            "-" if r.pass_batch is None else str(r.pass_batch),
+            _fmt_seconds(None if r.per_pass is None else getattr(r.per_pass, clock)), _fmt_seconds(r.bound(clock)),
+            "-" if ratio is None else f"{ratio:.2f}", "-" if other_ratio is None else f"{other_ratio:.2f}", vs,
+            str(r.per_map.runs), r.note,
+        ))
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    last = len(headers) - 1
+    fmt = "  ".join(f"{{:{'<' if i in (0, last) else '>'}{w}}}" for i, w in enumerate(widths))
+    print(fmt.format(*headers).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for line in lines:
+        print(fmt.format(*line).rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    preset = resolve(args.preset)
+    arch = args.architecture or preset.architectures[0]
+    size = args.image_size or preset.image_size
+    perturbations = [p.strip() for p in args.perturbations.split(",") if p.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    cf_settings = dict(args.settings)
+    for p in perturbations:
+        if p not in PERTURBATIONS:
+            raise SystemExit(f"--perturbations: unknown operator {p!r}; valid: {', '.join(PERTURBATIONS)}")
+    for m in methods:
+        S.registry.get(m)
+    cf_spec = S.registry.get("CF")
+    cf_spec.resolve(cf_settings)  # unknown settings fail before any timing
+
+    from helpers.data.synthetic import generate
+    from helpers.models import build
+
+    device = torch.device(args.device)
+    model = build(arch, image_size=size, seed=args.seed).to(device).eval()
+    images = generate(args.n_images, size=size, seed=args.seed, positive_fraction=1.0, progress=False).images
+    x = torch.as_tensor(images)[:, None]
+    n = len(x)
+
+    print(f"# helpers.counterfactual benchmark, {_dt.datetime.now().isoformat(timespec='seconds')}")
+    print(f"# {arch} (untrained, seed {args.seed}) at {size} px, {n} synthetic radiographs, batch_size={args.batch_size}")
+    print(f"# device {device}, torch {torch.__version__}, {args.threads} thread(s) of {os.cpu_count()} CPU(s), "
+          f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.2f} (other processes "
+          "inflate wall times)")
+    resolved = cf_spec.resolve(cf_settings)
+    print(f"# CF settings: {resolved}")
+    forward_backward(model, x.to(device))  # warm-up
+
+    rows: list[Row] = []
+    reference: Timing | None = None
+
+    def time_row(label: str, method: str, settings: dict[str, Any], note: str = "") -> Row:
+        spec = S.registry.get(method)
+        passes = spec.n_passes(spec.resolve(settings))
+        kw = dict(batch_size=args.batch_size, progress=False, **settings)
+        if method != "CF":
+            kw["internal_batch_size"] = args.batch_size
+        batch = pass_batch(n, args.batch_size, args.batch_size, passes) if method != "CF" else min(n, args.batch_size)
+        fb = per_image(model, x, batch, backward=True, device=device, repeats=args.baseline_repeats)
+        t = best_of(lambda: S.explain(model, x, method, **kw), device=device, repeats=args.repeats,
+                    max_seconds=args.max_seconds).per(n)
+        return Row(label, t, passes=passes, pass_batch=batch, per_pass=fb, note=note)
+
+    for m in methods:
+        t0 = time.perf_counter()
+        rows.append(time_row(m, m, dict(preset.method_settings.get(m, {}))))
+        if m == "GRAD":
+            reference = rows[-1].per_map
+        print(f"#   {m}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    for p in perturbations:
+        t0 = time.perf_counter()
+        note = "mask-dependent fill, differentiable" if p == "inpaint" else (
+            f"fill refreshed every {resolved['refresh_every']} steps, 5 inpaintings each" if p == "inpaint_biharmonic"
+            else "fill computed once")
+        rows.append(time_row(f"CF {p}", "CF", dict(cf_settings, perturbation=p), note=note))
+        print(f"#   CF {p}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+    clock = "cpu" if device.type == "cpu" and args.threads == 1 else "wall"
+    print()
+    print_table(rows, clock=clock, reference=reference)
+    cf_rows = [r for r in rows if r.method.startswith("CF ")]
+    if cf_rows:
+        worst = max(cf_rows, key=lambda r: getattr(r.per_map, clock))
+        print()
+        print(f"CF time per map ({clock}): " + ", ".join(
+            f"{r.method[3:]} {_fmt_seconds(getattr(r.per_map, clock))}" for r in cf_rows)
+            + f"; slowest {worst.method[3:]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Fixtures of the counterfactual tests: a classifier that looks only at a known square, and its images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+
+class RegionClassifier(nn.Module):
+    """Two-class classifier whose abnormal logit sees only the square ``region`` of the image.
+
+    A fixed 3x3 mean filter, a ReLU of its excess over ``level``, then the mean
+    of that response over the square ``(top, left, side)``: the abnormal logit
+    is ``gain * (mean - offset)``, the normal logit 0. Pixels outside the
+    square (beyond the filter's 1-pixel reach) cannot change the output.
+    """
+
+    def __init__(self, size: int, region: tuple[int, int, int], *, level: float = 0.5, gain: float = 40.0,
+                 offset: float = 0.05) -> None:
+        super().__init__()
+        self.architecture = "region"
+        self.conv = nn.Conv2d(1, 1, 3, padding=1, bias=True)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0 / 9.0)
+            self.conv.bias.fill_(-level)
+        self.relu = nn.ReLU()
+        top, left, side = region
+        window = torch.zeros(1, 1, size, size)
+        window[..., top:top + side, left:left + side] = 1.0
+        self.register_buffer("window", window)
+        self.gain, self.offset = gain, offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        response = self.relu(self.conv(x))
+        pooled = (response * self.window).sum(dim=(1, 2, 3)) / self.window.sum()
+        abnormal = self.gain * (pooled - self.offset)
+        return torch.stack([torch.zeros_like(abnormal), abnormal], dim=1)
+
+
+def two_squares(n: int, *, size: int = 32, seed: int = 0) -> np.ndarray:
+    """``n`` images ``(n, size, size)``: a smooth dim background, a bright square in the known region and a
+    bright distractor square elsewhere (its position varies with the seed)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    side = size // 4
+    out = np.empty((n, size, size), dtype=np.float32)
+    for i in range(n):
+        image = 0.2 + 0.1 * xx + 0.05 * yy + 0.02 * rng.standard_normal((size, size))
+        image[region_of(size)[0]:region_of(size)[0] + side, region_of(size)[1]:region_of(size)[1] + side] = 0.9
+        top = int(rng.integers(size // 2 + 2, size - side - 1))
+        left = int(rng.integers(1, size // 2 - side))
+        image[top:top + side, left:left + side] = 0.9
+        out[i] = np.clip(image, 0.0, 1.0)
+    return out
+
+
+def region_of(size: int) -> tuple[int, int, int]:
+    """The known square ``(top, left, side)``: a quarter of the side, in the upper right quadrant."""
+    side = size // 4
+    return size // 8, size // 2 + size // 8, side
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: the shared machine is small and several threads per process oversubscribe it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# The helpers above as fixtures: test modules do not import this conftest (module name clashes across folders).
+@pytest.fixture(scope="session")
+def region_classifier():
+    """The :class:`RegionClassifier` class."""
+    return RegionClassifier
+
+
+@pytest.fixture(scope="session", name="region_of")
+def _region_of_fixture():
+    """The function :func:`region_of`."""
+    return region_of
+
+
+@pytest.fixture(scope="session", name="two_squares")
+def _two_squares_fixture():
+    """The function :func:`two_squares`."""
+    return two_squares

@@ -60,6 +60,7 @@ __all__ = [
     "randomization_curves",
     "similarity_strip",
     "map_grid",
+    "example_grid",
     "scorecard_heatmap",
     "scorecard_table",
 ]
@@ -739,6 +740,65 @@ def map_grid(
 _VERDICT_TEXT = {True: "pass", False: "fail", None: "n/a"}
 # Okabe-Ito blue / vermillion: distinguishable with red-green colour blindness.
 _VERDICT_COLORS = {True: "#0072B2", False: "#D55E00", None: "#BDBDBD"}
+
+
+def example_grid(
+    images,
+    labels,
+    *,
+    masks=None,
+    boxes: Sequence | None = None,
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+) -> Figure:
+    """A grid of radiographs with their label and ground truth (boxes and mask outline).
+
+    Parameters
+    ----------
+    images : array (N, H, W)
+        Images in [0, 1].
+    labels : array (N,)
+        1 = abnormal (positive), 0 = normal.
+    masks : array (N, H, W) of bool, optional
+        Exact ground-truth regions, outlined in cyan.
+    boxes : sequence of (k, 4) arrays, optional
+        Boxes ``x, y, width, height`` in pixels, drawn as red rectangles.
+    titles : sequence of str, optional
+        Per-image titles (default: the label).
+    ncols : int, optional
+        Images per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or len(images) == 0:
+        raise PlotError(f"example_grid: images must be a non-empty (N, H, W) array, got shape {images.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),):
+        raise PlotError(f"example_grid: labels must have shape ({len(images)},), got {labels.shape}")
+    n = len(images)
+    ncols = max(1, min(int(ncols), n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.45 * nrows), squeeze=False,
+                             layout="constrained")
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray", vmin=0.0, vmax=1.0, interpolation="lanczos")
+        if masks is not None and np.any(masks[i]):
+            ax.contour(np.asarray(masks[i], dtype=float), levels=[0.5], colors="cyan", linewidths=0.8)
+        if boxes is not None:
+            for x, y, w, h in np.asarray(boxes[i], dtype=float).reshape(-1, 4):
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.0))
+        default = "positive (opacity)" if int(labels[i]) == 1 else "negative"
+        ax.set_title(titles[i] if titles is not None else default, fontsize=8)
+    handles = [Line2D([], [], color="red", lw=1.2), Line2D([], [], color="cyan", lw=1.2)]
+    fig.legend(handles, ["ground-truth box", "ground-truth mask outline"], loc="outside lower center", ncol=2,
+               frameon=False, fontsize=8)
+    return fig
 
 
 def _verdict_value(v) -> bool | None:

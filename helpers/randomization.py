@@ -203,6 +203,33 @@ def block_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
+#: Suffix of a self-explaining model's architecture (see :mod:`helpers.trainable`).
+SELF_EXPLAINING_SUFFIX = "+saliency-head"
+
+
+def _self_explaining_blocks(base: str) -> tuple[Block, ...]:
+    """Blocks of a self-explaining model: its evidence head first, then the backbone's blocks top-down.
+
+    The backbone is the base architecture cut at its GradCAM layer (module
+    names kept under ``backbone.``), so the base's ``Logits`` block does not
+    exist there; the evidence head plays its part.
+    """
+    prefixed = [Block(b.label, tuple(f"backbone.{m}" for m in b.modules)) for b in RANDOMIZATION_BLOCKS[base]
+                if b.label != "Logits"]
+    return (Block("Head", ("head",)), *prefixed)
+
+
+def _register_self_explaining() -> None:
+    for base in list(RANDOMIZATION_BLOCKS):
+        if base.endswith(SELF_EXPLAINING_SUFFIX):
+            continue
+        RANDOMIZATION_BLOCKS[base + SELF_EXPLAINING_SUFFIX] = _self_explaining_blocks(base)
+        NEVER_RANDOMIZED[base + SELF_EXPLAINING_SUFFIX] = tuple(f"backbone.{m}" for m in NEVER_RANDOMIZED[base])
+
+
+_register_self_explaining()
+
+
 def _architecture(model: nn.Module, architecture: str | None) -> str:
     arch = architecture if architecture is not None else getattr(model, "architecture", None)
     if arch is None:

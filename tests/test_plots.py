@@ -181,3 +181,18 @@ def test_save_figure_writes_a_png_atomically(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["01_demo.png"]  # no half file, no temp file
     with pytest.raises(plots.PlotError, match="plain file name"):
         plots.save_figure(plt.figure(), "../escape", results_dir=tmp_path)
+
+
+def test_example_grid_draws_one_panel_per_image_and_checks_shapes():
+    from helpers.plots import PlotError, example_grid
+
+    images = np.random.default_rng(0).random((5, 24, 24))
+    masks = np.zeros((5, 24, 24), bool)
+    masks[0, 4:10, 4:10] = True
+    boxes = [np.array([[4, 4, 6, 6]])] + [np.zeros((0, 4))] * 4
+    fig = example_grid(images, np.array([1, 0, 0, 0, 0]), masks=masks, boxes=boxes, ncols=3)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 5
+    assert len(drawn[0].patches) == 1 and len(drawn[1].patches) == 0
+    with pytest.raises(PlotError, match="labels must have shape"):
+        example_grid(images, np.array([1, 0]))

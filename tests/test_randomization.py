@@ -341,3 +341,20 @@ class TestArchitectures:
         images = torch.rand(1, 1, 32, 32)
         assert untrained(images).shape == (1, 2)
         assert not torch.isclose(untrained.conv1.weight, model.conv1.weight).any()
+
+
+@pytest.mark.parametrize("base", ["smallcnn", "resnet18"])
+def test_self_explaining_models_randomize_their_head_first_then_the_backbone(base):
+    from helpers.trainable import build_self_explaining
+
+    model = build_self_explaining(base, seed=0).eval()
+    blocks = blocks_for(model)
+    assert blocks[0].label == "Head" and "Logits" not in [b.label for b in blocks]
+    assert unrandomized_parameters(model) == ()
+    states = dict(randomized_states(model, blocks=["Head"]))
+    head_after = dict(states["Head"].head.named_parameters())
+    for name, p in model.head.named_parameters():
+        if p.numel() > 4:
+            assert not torch.equal(head_after[name], p), name
+    for (name, p), (_, q) in zip(model.backbone.named_parameters(), states["Head"].backbone.named_parameters()):
+        assert torch.equal(p, q), name  # below the head: untouched

@@ -1,0 +1,288 @@
+"""One object per notebook run: settings, data, splits, trained models, cached maps.
+
+A chapter starts with::
+
+    study = Study.from_parameters(preset=preset, dataset=dataset, ...)
+
+and then asks the study for what it needs. Everything expensive (the
+synthetic dataset, trained weights, saliency maps) is cached on disk under
+keys that hash everything that determines it, so chapters share work: the
+trained-model maps computed by the localization chapter are reused, not
+recomputed, by the randomization, repeatability and reproducibility chapters.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from helpers.config import Settings, resolve, resolve_device
+from helpers.results import ResultTable
+
+__all__ = ["Study", "TrainedModel", "ModelState", "RANDOMIZATION_OPTIONS"]
+
+#: How the randomization chapters re-initialize weights (see
+#: :func:`helpers.randomization.randomized_states`): PyTorch's default
+#: initializers, batch-norm affine parameters reset as Adebayo et al., block
+#: seeds derived from the study's seed. Part of every randomized state's cache key.
+RANDOMIZATION_OPTIONS = dict(reinit="default", batchnorm="reset_affine")
+
+
+@dataclass
+class TrainedModel:
+    """A trained classifier with its training record.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        In evaluation mode, on the study's device.
+    record : dict
+        What :func:`helpers.models.get_trained` recorded (history, AUCs, key ...).
+    key : str
+        The cache key of the weights; identifies the model in the map cache.
+    """
+
+    model: Any
+    record: dict
+    key: str
+
+    @property
+    def architecture(self) -> str:
+        return self.record["architecture"]
+
+
+@dataclass
+class ModelState:
+    """One state of a model's weights: trained, randomized, or trained on permuted labels.
+
+    Attributes
+    ----------
+    label : str
+        Human label (``"Original"``, a block label such as ``"layer4.1"``,
+        ``"fully randomized"``).
+    key : str
+        Cache identity of the state (``"trained"``, ``"cascading:layer4.1:..."``);
+        maps are cached under the trained model's key and this state key.
+    model : torch.nn.Module
+        The weights in this state, in evaluation mode.
+    """
+
+    label: str
+    key: str
+    model: Any
+
+
+class Study:
+    """Data, splits, models and maps of one run of the book.
+
+    Parameters
+    ----------
+    settings : helpers.config.Settings
+        Resolved settings (see :func:`helpers.config.resolve`).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.cache_dir = Path(settings.cache_dir)
+        self.results_dir = Path(settings.results_dir)
+        self.figures_dir = self.results_dir / "figures"
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        seed_everything(settings.seed)
+
+    @classmethod
+    def from_parameters(cls, preset: str = "default", **parameters: Any) -> "Study":
+        """Resolve ``preset`` with the notebook's ``parameters`` and build a study."""
+        return cls(resolve(preset, **parameters))
+
+    # ------------------------------------------------------------------ data
+    @functools.cached_property
+    def data(self):
+        """The whole dataset (:class:`helpers.data.ImageSet`) at the working size."""
+        from helpers.data import load
+
+        return load(self.settings)
+
+    @functools.cached_property
+    def splits(self) -> dict[str, np.ndarray]:
+        """Patient-level train/val/test indices (deterministic from the seed)."""
+        from helpers.data import split
+
+        return split(self.data, seed=self.settings.seed)
+
+    def subset(self, name: str):
+        """The ``"train"``, ``"val"`` or ``"test"`` :class:`~helpers.data.ImageSet`."""
+        return self.data.subset(self.splits[name])
+
+    @functools.cached_property
+    def explained(self):
+        """The positive test images whose maps every criterion evaluates.
+
+        As Arun et al.: a seeded shuffle of the positive test images, the
+        first ``n_images`` kept (in their original order, for readability).
+        """
+        test_idx = np.asarray(self.splits["test"])
+        positives = test_idx[self.data.labels[test_idx] == 1]
+        n = self.settings.n_images
+        if len(positives) < n:
+            warnings.warn(f"only {len(positives)} positive test images for n_images={n}; using all of them",
+                          stacklevel=2)
+            n = len(positives)
+        rng = np.random.default_rng([self.settings.seed, 1])
+        chosen = np.sort(rng.permutation(positives)[:n])
+        return self.data.subset(chosen)
+
+    # ---------------------------------------------------------------- models
+    def classifier(self, architecture: str | None = None, *, replicate: int = 0,
+                   label_mode: str = "true", progress: bool = True) -> TrainedModel:
+        """A trained classifier (loaded from the cache when it was trained before)."""
+        from helpers.models import get_trained
+
+        arch = architecture or self.settings.architectures[0]
+        model, record = get_trained(self.settings, self.data, self.splits, architecture=arch,
+                                    replicate=replicate, label_mode=label_mode, progress=progress)
+        model = model.to(self.device).eval()
+        return TrainedModel(model=model, record=record, key=record["key"])
+
+    def classifiers(self, *, progress: bool = True) -> dict[tuple[str, int], TrainedModel]:
+        """Every true-label classifier of the preset, ``{(architecture, replicate): model}``.
+
+        ``n_replicates`` replicates of the primary architecture, one model of each other one.
+        """
+        primary, *others = self.settings.architectures
+        out = {(primary, rep): self.classifier(primary, replicate=rep, progress=progress)
+               for rep in range(self.settings.n_replicates)}
+        out.update({(arch, 0): self.classifier(arch, progress=progress) for arch in others})
+        return out
+
+    def _randomization_key(self, mode: str, label: str) -> str:
+        opts = ":".join(f"{k}={v}" for k, v in sorted(RANDOMIZATION_OPTIONS.items()))
+        return f"{mode}:{label}:{opts}:seed={self.settings.seed}"
+
+    def fully_randomized(self, trained: TrainedModel) -> ModelState:
+        """The "untrained" model of the localization criterion: every block re-initialized.
+
+        The same weights as the last state of the cascade (see
+        :func:`helpers.randomization.fully_randomized`).
+        """
+        from helpers.randomization import fully_randomized
+
+        model = fully_randomized(trained.model, seed=self.settings.seed, architecture=trained.architecture,
+                                 **RANDOMIZATION_OPTIONS).eval()
+        return ModelState("fully randomized", self._randomization_key("full", "all"), model)
+
+    def randomized_states(self, trained: TrainedModel, *, mode: str = "cascading",
+                          blocks: Sequence[str] | None = None):
+        """Yield :class:`ModelState` objects of a cascading or independent randomization.
+
+        The first state is the trained model itself (``label="Original"``,
+        ``key="trained"``), then one state per block, top-down. States are
+        generated one at a time (each is a full copy of the model).
+        """
+        from helpers.randomization import randomized_states
+
+        for label, model in randomized_states(trained.model, mode=mode, blocks=blocks, seed=self.settings.seed,
+                                              architecture=trained.architecture, **RANDOMIZATION_OPTIONS):
+            key = "trained" if label == "Original" else self._randomization_key(mode, label)
+            yield ModelState(label, key, model.eval())
+
+    def localizer(self, replicate: int = 0, *, mask_fraction: float = 1.0):
+        """The fully supervised localization network (a small U-Net trained on the masks).
+
+        Returns
+        -------
+        (torch.nn.Module, dict)
+            The U-Net (``helpers.localizer.predict_maps`` gives its maps) and
+            its training record.
+        """
+        from helpers.localizer import get_trained_localizer
+
+        model, record = get_trained_localizer(self.settings, self.data, self.splits, replicate=replicate,
+                                              mask_fraction=mask_fraction)
+        return model.to(self.device).eval(), record
+
+    def localizer_maps(self, replicate: int = 0, *, images=None, mask_fraction: float = 1.0) -> np.ndarray:
+        """The localizer's per-pixel probabilities ``(N, H, W)`` for the explained images."""
+        from helpers.localizer import predict_maps
+
+        images = self.explained if images is None else images
+        model, _ = self.localizer(replicate, mask_fraction=mask_fraction)
+        return predict_maps(model, images.tensor(), device=self.device)
+
+    def self_explaining(self, architecture: str | None = None, *, replicate: int = 0,
+                        box_fraction: float = 0.0) -> TrainedModel:
+        """A self-explaining classifier (trainable saliency), trained or loaded from the cache."""
+        from helpers.trainable import get_trained_self_explaining
+
+        arch = architecture or self.settings.architectures[0]
+        model, record = get_trained_self_explaining(self.settings, self.data, self.splits, architecture=arch,
+                                                    box_fraction=box_fraction, replicate=replicate)
+        record = dict(record)
+        record.setdefault("architecture", arch)
+        return TrainedModel(model=model.to(self.device).eval(), record=record, key=record["key"])
+
+    # ------------------------------------------------------------------ maps
+    @functools.cached_property
+    def map_cache(self):
+        from helpers.saliency.cache import MapCache
+
+        return MapCache(self.cache_dir / "maps")
+
+    def method_settings(self, method: str) -> dict:
+        """The preset's keyword overrides of ``method`` (empty: the paper's settings)."""
+        return dict(self.settings.method_settings.get(method, {}))
+
+    def maps(self, trained: TrainedModel, method: str, *, state: "str | ModelState" = "trained", model=None,
+             images=None, target=None, **settings: Any) -> np.ndarray:
+        """Post-processed maps ``(N, H, W)`` of ``method`` for the explained images.
+
+        Parameters
+        ----------
+        trained : TrainedModel
+            Identifies the weights (its key names the cache entry).
+        method : str
+            A name of :data:`helpers.saliency.METHODS`.
+        state : str
+            Randomization state of the weights (``"trained"`` or a block label);
+            ``model`` must then be the randomized copy.
+        model : torch.nn.Module, optional
+            The module to explain (default: ``trained.model``).
+        images : helpers.data.ImageSet, optional
+            Default: :attr:`explained`.
+        """
+        images = self.explained if images is None else images
+        if isinstance(state, ModelState):
+            state, model = state.key, state.model
+        options = {**self.method_settings(method), **settings}
+        return self.map_cache.get_or_compute(
+            (model if model is not None else trained.model), images.tensor().to(self.device),
+            list(images.ids), method, model_key=trained.key, state=state, target=target, **options)
+
+    def all_maps(self, trained: TrainedModel, methods: Sequence[str] | None = None, *,
+                 state: "str | ModelState" = "trained", images=None) -> dict[str, np.ndarray]:
+        """``{method: maps}`` for every method of the study (or ``methods``)."""
+        methods = self.settings.methods if methods is None else methods
+        return {m: self.maps(trained, m, state=state, images=images) for m in methods}
+
+    # --------------------------------------------------------------- results
+    def results(self, notebook: str) -> ResultTable:
+        """An empty results table for ``notebook`` in the study's results folder."""
+        return ResultTable(notebook, self.results_dir)
+
+    def figure_path(self, name: str) -> Path:
+        return self.figures_dir / f"{name}.png"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

@@ -138,6 +138,18 @@ class Study:
         chosen = np.sort(rng.permutation(positives)[:n])
         return self.data.subset(chosen)
 
+    @functools.cached_property
+    def average_mask_prior(self) -> np.ndarray:
+        """The localization baseline every chapter shares: the mean mask of the positive train+val images.
+
+        It knows where abnormalities usually are and nothing about the image at
+        hand (see :func:`helpers.metrics.average_mask_prior`).
+        """
+        from helpers.metrics import average_mask_prior
+
+        idx = np.concatenate([self.splits["train"], self.splits["val"]])
+        return average_mask_prior(self.data.masks[idx], labels=self.data.labels[idx])
+
     # ---------------------------------------------------------------- models
     def classifier(self, architecture: str | None = None, *, replicate: int = 0,
                    label_mode: str = "true", progress: bool = True) -> TrainedModel:

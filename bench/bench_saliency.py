@@ -88,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=None,
                         help=f"square image size in pixels (default: the preset's, {default.image_size} for 'default')")
     parser.add_argument("--methods", default=None,
-                        help="comma-separated method names (default: every method registered by helpers.saliency)")
+                        help="comma-separated method names (default: every method registered by helpers.saliency that "
+                             "explains a plain classifier, i.e. all but TRAINABLE, which needs a self-explaining model)")
     parser.add_argument("--n-images", type=int, default=4, help="images explained per timed run")
     parser.add_argument("--batch-size", type=int, default=16, help="explain(batch_size=...)")
     parser.add_argument("--internal-batch-size", type=int, default=None,
@@ -331,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     settings_all = resolve(args.preset)
     arch = args.architecture or settings_all.architectures[0]
     size = args.image_size or settings_all.image_size
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(S.METHODS)
+    # TRAINABLE reads the evidence map of a self-explaining model
+    # (helpers.trainable); the benchmarked model is a plain classifier.
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else [m for m in S.METHODS if m != "TRAINABLE"]
     for m in methods:
         S.registry.get(m)  # unknown names fail here, listing the valid ones
     per_method: dict[str, dict[str, Any]] = {m: dict(settings_all.method_settings.get(m, {})) for m in methods}

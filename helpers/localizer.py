@@ -304,7 +304,7 @@ def fit_localizer(
                 raise LocalizerError(f"localizer loss is not finite at epoch {epoch} (learning_rate={learning_rate!r})")
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             count += len(idx)
         ap = validation_ap(predict_maps(model, val.images, batch_size=int(batch_size), device=device), val_masks)
         history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_ap": ap, "seconds": time.perf_counter() - tic})

@@ -216,7 +216,8 @@ class Study:
         from helpers.localizer import get_trained_localizer
 
         model, record = get_trained_localizer(self.settings, self.data, self.splits, replicate=replicate,
-                                              mask_fraction=mask_fraction)
+                                              mask_fraction=mask_fraction,
+                                              base_channels=self.settings.localizer_channels)
         return model.to(self.device).eval(), record
 
     def localizer_maps(self, replicate: int = 0, *, images=None, mask_fraction: float = 1.0) -> np.ndarray:

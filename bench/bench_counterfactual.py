@@ -42,7 +42,7 @@ sys.path.insert(0, _HERE)
 
 import helpers.counterfactual  # noqa: E402,F401  (registers "CF")
 import helpers.saliency as S  # noqa: E402
-from bench_saliency import Row, Timing, _fmt_seconds, best_of, forward_backward, pass_batch, per_image  # noqa: E402
+from bench_saliency import Row, Timing, _fmt_seconds, best_of, forward_backward, pass_batch, per_image, print_table  # noqa: E402
 from helpers.config import resolve  # noqa: E402
 from helpers.counterfactual import PERTURBATIONS  # noqa: E402
 
@@ -99,33 +99,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def print_table(rows: list[Row], *, clock: str, reference: Timing | None) -> None:
-    other = "wall" if clock == "cpu" else "cpu"
-    headers = ("method", "wall/map", "cpu/map", "passes", "batch", f"{clock}/img/pass", f"bound ({clock})",
-               f"ratio ({clock})", f"ratio ({other})", f"x GRAD ({clock})", "runs", "note")
-    lines = []
-    for r in rows:
-        ratio, other_ratio = r.ratio(clock), r.ratio(other)
+def times_reference(reference: Timing | None, clock: str):
+    """The "x GRAD" column: a row's time per map over the reference's (GRAD's)."""
+    def cell(r: Row) -> str:
         if reference is None:
-            vs = "-"
-        else:
-            times = getattr(r.per_map, clock) / getattr(reference, clock)
-            vs = f"{times:.2g}" if times < 10 else f"{times:.0f}"
-        lines.append((
-            r.method, _fmt_seconds(r.per_map.wall), _fmt_seconds(r.per_map.cpu),
-            "-" if r.passes is None else f"{r.passes:g} {r.pass_kind}",
-            "-" if r.pass_batch is None else str(r.pass_batch),
-            _fmt_seconds(None if r.per_pass is None else getattr(r.per_pass, clock)), _fmt_seconds(r.bound(clock)),
-            "-" if ratio is None else f"{ratio:.2f}", "-" if other_ratio is None else f"{other_ratio:.2f}", vs,
-            str(r.per_map.runs), r.note,
-        ))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    last = len(headers) - 1
-    fmt = "  ".join(f"{{:{'<' if i in (0, last) else '>'}{w}}}" for i, w in enumerate(widths))
-    print(fmt.format(*headers).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for line in lines:
-        print(fmt.format(*line).rstrip())
+            return "-"
+        times = getattr(r.per_map, clock) / getattr(reference, clock)
+        return f"{times:.2g}" if times < 10 else f"{times:.0f}"
+
+    return f"x GRAD ({clock})", cell
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     clock = "cpu" if device.type == "cpu" and args.threads == 1 else "wall"
     print()
-    print_table(rows, clock=clock, reference=reference)
+    print_table(rows, clock=clock, extra=times_reference(reference, clock))
     cf_rows = [r for r in rows if r.method.startswith("CF ")]
     if cf_rows:
         worst = max(cf_rows, key=lambda r: getattr(r.per_map, clock))

@@ -294,28 +294,35 @@ def _fmt_seconds(s: float | None) -> str:
     return f"{s * 1e3:.1f} ms"
 
 
-def print_table(rows: list[Row], *, clock: str) -> None:
-    """The table; ``clock`` ("cpu" or "wall") is the one the goal is judged on."""
+def _goal(row: Row, clock: str) -> str:
+    ratio = row.ratio(clock)
+    if ratio is None:
+        return "n/a"
+    if row.method.startswith("XRAI: total"):
+        return "(info)"
+    return "ok" if ratio <= GOAL else "ABOVE"
+
+
+def print_table(rows: list[Row], *, clock: str, extra: tuple[str, Callable[[Row], str]] | None = None) -> None:
+    """The table; ``clock`` ("cpu" or "wall") is the one the goal is judged on.
+
+    ``extra`` is the header and the cell function of the column printed after
+    the two ratios; the default is this benchmark's goal column.
+    """
     other = "wall" if clock == "cpu" else "cpu"
+    extra_header, extra_cell = extra if extra is not None else ("goal", lambda r: _goal(r, clock))
     headers = ("method", "wall/map", "cpu/map", "passes", "batch", f"{clock}/img/pass", f"bound ({clock})",
-               f"ratio ({clock})", f"ratio ({other})", "goal", "runs", "note")
+               f"ratio ({clock})", f"ratio ({other})", extra_header, "runs", "note")
     lines = []
     for r in rows:
-        ratio = r.ratio(clock)
-        if ratio is None:
-            goal = "n/a"
-        elif r.method.startswith("XRAI: total"):
-            goal = "(info)"
-        else:
-            goal = "ok" if ratio <= GOAL else "ABOVE"
-        other_ratio = r.ratio(other)
+        ratio, other_ratio = r.ratio(clock), r.ratio(other)
         lines.append((
             r.method, _fmt_seconds(r.per_map.wall), _fmt_seconds(r.per_map.cpu),
             "-" if r.passes is None else f"{r.passes:g} {r.pass_kind}",
             "-" if r.pass_batch is None else str(r.pass_batch),
             _fmt_seconds(None if r.per_pass is None else getattr(r.per_pass, clock)), _fmt_seconds(r.bound(clock)),
-            "-" if ratio is None else f"{ratio:.2f}", "-" if other_ratio is None else f"{other_ratio:.2f}", goal,
-            str(r.per_map.runs), r.note,
+            "-" if ratio is None else f"{ratio:.2f}", "-" if other_ratio is None else f"{other_ratio:.2f}",
+            extra_cell(r), str(r.per_map.runs), r.note,
         ))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
     last = len(headers) - 1

@@ -28,7 +28,7 @@ CRITERIA: dict[str, tuple[str, str]] = {
 
 
 def record_verdict(table, criterion: str, verdict: Any, *, method: str, architecture: str = "",
-                   value: float, ci: tuple[float, float]) -> None:
+                   value: float | None = None, ci: tuple[float, float] | None = None) -> None:
     """Write a verdict and the statistic behind it into a chapter's results table.
 
     Parameters
@@ -37,21 +37,24 @@ def record_verdict(table, criterion: str, verdict: Any, *, method: str, architec
         The chapter's table.
     criterion : str
         A key of :data:`CRITERIA`.
-    verdict : object with a ``passed`` attribute (bool or None)
-        What the rule of :mod:`helpers.metrics.statistics` decided; ``None``
-        (too few valid images) is written as NaN.
+    verdict : helpers.metrics.Verdict
+        What the rule of :mod:`helpers.metrics.statistics` decided; ``passed``
+        ``None`` (too few valid images) is written as NaN.
     method, architecture : str
         Which map and which model.
-    value : float
-        The statistic the rule looked at (see :data:`CRITERIA`).
-    ci : (float, float)
-        Its 95 % confidence interval.
+    value : float, optional
+        The statistic the rule looked at (see :data:`CRITERIA`); default
+        ``verdict.value``.
+    ci : (float, float), optional
+        Its 95 % confidence interval; default ``verdict.ci``.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; valid: {', '.join(CRITERIA)}")
     passed = getattr(verdict, "passed", None)
     flag = math.nan if passed is None else float(bool(passed))
-    for suffix, v in (("", flag), ("_value", value), ("_ci_low", ci[0]), ("_ci_high", ci[1])):
+    value = verdict.value if value is None else value
+    low, high = verdict.ci if ci is None else ci
+    for suffix, v in (("", flag), ("_value", value), ("_ci_low", low), ("_ci_high", high)):
         table.add(metric=f"verdict_{criterion}{suffix}", value=v, method=method, architecture=architecture)
 
 
@@ -79,8 +82,9 @@ def cells(results: pd.DataFrame) -> pd.DataFrame:
     for col in ("passed", "value", "ci_low", "ci_high"):
         if col not in wide:
             wide[col] = np.nan
-    wide["passed"] = [None if (p is None or (isinstance(p, float) and math.isnan(p))) else bool(p)
-                      for p in wide["passed"]]
+    # object dtype, so that the cells are True/False/None even when no verdict is undecided
+    wide["passed"] = pd.Series([None if (p is None or (isinstance(p, float) and math.isnan(p))) else bool(p)
+                                for p in wide["passed"]], index=wide.index, dtype=object)
     wide["title"] = [CRITERIA.get(c, (c, ""))[0] for c in wide["criterion"]]
     order = {c: i for i, c in enumerate(CRITERIA)}
     wide["_o"] = wide["criterion"].map(order).fillna(len(order))

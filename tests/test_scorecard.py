@@ -55,3 +55,31 @@ def test_unknown_criterion_and_empty_results_fail_loudly(tmp_path):
     empty = read_results(tmp_path)
     with pytest.raises(ValueError, match="no verdict rows"):
         scorecard.cells(empty.assign(metric=[]) if len(empty) else empty)
+
+
+def test_record_verdict_reads_the_statistic_and_ci_from_the_verdict(tmp_path):
+    from helpers import metrics
+
+    # Per-image AP of a map that beats the prior by exactly 0.2 on every image:
+    # every bootstrap mean is 0.2, so value and both CI ends are 0.2.
+    v = metrics.verdict_localization([0.6, 0.7, 0.8], [0.4, 0.5, 0.6], n_bootstrap=50, seed=0)
+    assert v.statistic == "mean_difference"
+    assert v.value == pytest.approx(0.2) and v.ci == pytest.approx((0.2, 0.2))
+    t = ResultTable("01_localization_utility", tmp_path)
+    scorecard.record_verdict(t, "localization", v, method="GRAD")
+    # an explicit value/ci still overrides the verdict's own
+    scorecard.record_verdict(t, "localization", v, method="IG", value=0.5, ci=(0.4, 0.6))
+    t.save()
+    card = scorecard.cells(read_results(tmp_path)).set_index("method")
+    assert card.loc["GRAD", "passed"] is True
+    assert card.loc["GRAD", ["value", "ci_low", "ci_high"]].tolist() == pytest.approx([0.2, 0.2, 0.2])
+    assert card.loc["IG", ["value", "ci_low", "ci_high"]].tolist() == pytest.approx([0.5, 0.4, 0.6])
+
+
+def test_record_verdict_without_a_statistic_fails_loudly(tmp_path):
+    from helpers.metrics import Verdict
+    from helpers.metrics.statistics import MetricInputError
+
+    t = ResultTable("01_localization_utility", tmp_path)
+    with pytest.raises(MetricInputError, match="names no statistic"):
+        scorecard.record_verdict(t, "localization", Verdict("localization", True, "by hand"), method="GRAD")

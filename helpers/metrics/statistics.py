@@ -140,12 +140,33 @@ class Verdict:
         The rule as a sentence, with its parameters filled in.
     numbers : dict
         Every number the rule used (and a few it only reports).
+    statistic : str
+        The key in ``numbers`` of the estimate the rule judges (its CI is
+        ``numbers["ci_low"]``, ``numbers["ci_high"]``); see :attr:`value`
+        and :attr:`ci`.
     """
 
     criterion: str
     passed: bool | None
     rule: str
     numbers: dict[str, Any] = field(default_factory=dict)
+    statistic: str = ""
+
+    @property
+    def value(self) -> float:
+        """The estimate the rule judges (``numbers[statistic]``; NaN when undefined)."""
+        return self._number(self.statistic)
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        """Its confidence interval ``(numbers["ci_low"], numbers["ci_high"])`` (NaN when undefined)."""
+        return self._number("ci_low"), self._number("ci_high")
+
+    def _number(self, key: str) -> float:
+        if not key:
+            raise MetricInputError(f"this {self.criterion} verdict names no statistic (Verdict.statistic is empty)")
+        value = self.numbers.get(key)
+        return float("nan") if value is None else float(value)
 
     @property
     def outcome(self) -> str:
@@ -442,7 +463,7 @@ def verdict_localization(
         f"passes when the {level:.0%} paired bootstrap CI ({n_bootstrap} resamples over images) of the mean "
         f"per-image {metric} difference, saliency map minus average-mask prior, lies entirely above {margin:g}"
     )
-    return Verdict("localization", passed, rule, numbers)
+    return Verdict("localization", passed, rule, numbers, statistic="mean_difference")
 
 
 def verdict_randomization(
@@ -492,7 +513,7 @@ def verdict_randomization(
         f"mean {metric} between the fully randomized model's maps and the trained model's maps lies below the "
         f"random-pair baseline (mean {metric} between trained-model maps of different images)"
     )
-    return Verdict("randomization", passed, rule, numbers)
+    return Verdict("randomization", passed, rule, numbers, statistic="mean_final")
 
 
 def _verdict_agreement(
@@ -526,7 +547,7 @@ def _verdict_agreement(
         f"mean per-image {metric} between maps of {pair_description} is at least {threshold:g}"
         + (" (the reference line drawn at 0.5 in Arun et al.'s repeatability figure)" if threshold == 0.5 else "")
     )
-    return Verdict(criterion, passed, rule, numbers)
+    return Verdict(criterion, passed, rule, numbers, statistic="mean")
 
 
 def verdict_repeatability(

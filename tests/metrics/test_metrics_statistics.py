@@ -239,3 +239,17 @@ class TestVerdicts:
         verdict = verdict_repeatability([0.9, 0.8, 0.85, 0.95])
         text = str(verdict)
         assert text.startswith("repeatability: PASS") and "ci_low=" in text and "n=4" in text
+
+
+def test_each_verdict_names_the_statistic_it_judges():
+    from helpers import metrics
+
+    same = [0.3, 0.3, 0.3, 0.3]
+    rand = metrics.verdict_randomization(same, 0.5, n_bootstrap=20, seed=0)
+    assert rand.statistic == "mean_final" and rand.value == pytest.approx(0.3) and rand.ci == pytest.approx((0.3, 0.3))
+    for rule in (metrics.verdict_repeatability, metrics.verdict_reproducibility):
+        v = rule(same, n_bootstrap=20, seed=0)
+        assert v.statistic == "mean" and v.value == pytest.approx(0.3) and v.passed is False
+    # too few values: undecided, and the numbers read back as NaN rather than None
+    one = metrics.verdict_repeatability([0.9], n_bootstrap=20, seed=0)
+    assert one.passed is None and all(np.isnan(x) for x in one.ci)

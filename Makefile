@@ -10,7 +10,9 @@ PRESET ?= default
 BOOK_ARGS ?=
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install book notebooks html test unit check-book clean
+REAL_LAYOUTS := _build/real-layouts
+
+.PHONY: install book notebooks html test unit check-book real-layouts clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +43,19 @@ test: install
 	$(PY) -m pytest -q
 	$(PY) -m helpers.book execute --preset smoke --strict
 	$(PY) -m helpers.book html --strict
+	$(MAKE) --no-print-directory real-layouts
+
+## The chapters unchanged on the real datasets' on-disk layouts: a folder written by
+## `python -m helpers.data synth` (DICOM, RSNA box CSV, SIIM RLE CSV) read as dataset=rsna and
+## dataset=siim; chapters 00 and 01 on the smoke preset, everything under $(REAL_LAYOUTS).
+real-layouts: install
+	rm -rf $(REAL_LAYOUTS)
+	$(PY) -m helpers.data synth --out $(REAL_LAYOUTS)/data --n 160 --size 128 --seed 7 --quiet
+	set -e; for ds in rsna siim; do \
+	  $(PY) -m helpers.book execute --preset smoke --no-progress --only 00_data_and_models 01_localization_utility \
+	    --param dataset=$$ds --param data_dir=$(REAL_LAYOUTS)/data --param cache_dir=$(REAL_LAYOUTS)/$$ds/cache \
+	    --param results_dir=$(REAL_LAYOUTS)/$$ds/results --out $(REAL_LAYOUTS)/$$ds/executed; \
+	done
 
 ## Open every built page in headless Chromium; fails on a page error or a missing figure.
 check-book: install

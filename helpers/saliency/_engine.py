@@ -32,11 +32,18 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import warnings
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from captum.attr import Saliency
+
+# Captum imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns
+# "IProgress not found" at import: a stderr block at the top of every chapter
+# of the book about progress bars we never show through Captum. Only that
+# message is silenced.
+warnings.filterwarnings("ignore", message="IProgress not found", category=Warning)
+from captum.attr import Saliency  # noqa: E402
 from torch import Tensor, nn
 
 from helpers.saliency._errors import SaliencyError

@@ -25,7 +25,6 @@ never in CI.
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime as _dt
 import os
 import platform
@@ -42,7 +41,20 @@ sys.path.insert(0, _HERE)
 
 import helpers.counterfactual  # noqa: E402,F401  (registers "CF")
 import helpers.saliency as S  # noqa: E402
-from bench_saliency import Row, Timing, _fmt_seconds, best_of, forward_backward, pass_batch, per_image, print_table  # noqa: E402
+from bench_saliency import (  # noqa: E402
+    Row,
+    Timing,
+    _fmt_seconds,
+    add_model_options,
+    add_timing_options,
+    best_of,
+    forward_backward,
+    literal,
+    parse_checked,
+    pass_batch,
+    per_image,
+    print_table,
+)
 from helpers.config import resolve  # noqa: E402
 from helpers.counterfactual import PERTURBATIONS  # noqa: E402
 
@@ -54,15 +66,10 @@ def _parse_setting(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--set expects a CF setting name=value (e.g. steps=20), got {text!r}")
     name, value = text.split("=", 1)
-    try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value
-    return name.strip(), parsed
+    return name.strip(), literal(value)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    default = resolve("default")
     parser = argparse.ArgumentParser(
         description=(
             "Time per map of counterfactual impact saliency (CF) with each perturbation operator, against its "
@@ -71,32 +78,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--preset", default="default", help="preset whose primary architecture and image size are used")
-    parser.add_argument("--architecture", default=None,
-                        help=f"architecture (default: the preset's first, {default.architectures[0]!r} for 'default')")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help=f"square image size in pixels (default: the preset's, {default.image_size} for 'default')")
+    add_model_options(parser, preset_help="preset whose primary architecture and image size are used")
     parser.add_argument("--perturbations", default=",".join(PERTURBATIONS),
                         help="comma-separated CF perturbation operators")
     parser.add_argument("--methods", default=",".join(GRADIENT_METHODS),
                         help="comma-separated gradient methods to compare with (empty: none)")
     parser.add_argument("--n-images", type=int, default=4, help="images explained per timed run")
     parser.add_argument("--batch-size", type=int, default=16, help="explain(batch_size=...): images optimized together")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per row (the minimum is kept)")
-    parser.add_argument("--max-seconds", type=float, default=20.0,
-                        help="stop repeating a row once its runs took this long (at least one run)")
-    parser.add_argument("--baseline-repeats", type=int, default=5,
-                        help="timed forward+backward batches before each row (the minimum is kept)")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda ...)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the synthetic images")
+    add_timing_options(parser, row="row", repeats=2)
     parser.add_argument("--set", dest="settings", action="append", type=_parse_setting, default=[],
                         metavar="name=value", help="override a CF setting (repeatable), e.g. --set steps=20")
-    args = parser.parse_args(argv)
-    for name in ("n_images", "batch_size", "repeats", "baseline_repeats", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    return args
+    return parse_checked(parser, argv)
 
 
 def times_reference(reference: Timing | None, clock: str):

@@ -57,6 +57,14 @@ GOAL = 1.2
 
 
 # --------------------------------------------------------------------------- options
+def literal(value: str) -> Any:
+    """A ``--set`` value as Python (``5``, ``0.2``, ``True``), or the bare word itself (``gausslegendre``)."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
 def _parse_setting(text: str) -> tuple[str, str, Any]:
     """``METHOD.name=value`` -> (method, name, python value)."""
     try:
@@ -64,15 +72,41 @@ def _parse_setting(text: str) -> tuple[str, str, Any]:
         method, name = lhs.split(".", 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--set expects METHOD.setting=value (e.g. SG.n_samples=5), got {text!r}")
-    try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value  # a bare word, e.g. rule=gausslegendre
-    return method.strip(), name.strip(), parsed
+    return method.strip(), name.strip(), literal(value)
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, preset_help: str) -> None:
+    """``--preset``, ``--architecture``, ``--image-size``: which model, at which size (the preset's by default)."""
+    default = resolve("default")
+    parser.add_argument("--preset", default="default", help=preset_help)
+    parser.add_argument("--architecture", default=None,
+                        help=f"architecture (default: the preset's first, {default.architectures[0]!r} for 'default')")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help=f"square image size in pixels (default: the preset's, {default.image_size} for 'default')")
+
+
+def add_timing_options(parser: argparse.ArgumentParser, *, row: str, repeats: int) -> None:
+    """The timing options of every benchmark; ``row`` names what one table row times ("method", "row")."""
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"timed runs per {row} (the minimum is kept)")
+    parser.add_argument("--max-seconds", type=float, default=20.0,
+                        help=f"stop repeating a {row} once its runs took this long (at least one run)")
+    parser.add_argument("--baseline-repeats", type=int, default=5,
+                        help=f"timed forward+backward batches before each {row} (the minimum is kept)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the synthetic images")
+
+
+def parse_checked(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; the counts (images, batch size, repeats, threads) must be >= 1."""
+    args = parser.parse_args(argv)
+    for name in ("n_images", "batch_size", "repeats", "baseline_repeats", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    default = resolve("default")
     parser = argparse.ArgumentParser(
         description=(
             "Time per saliency map vs its lower bound (forward+backward passes x measured batched "
@@ -81,12 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--preset", default="default", help="preset whose primary architecture, image size and "
-                        "per-method settings are used")
-    parser.add_argument("--architecture", default=None,
-                        help=f"architecture (default: the preset's first, {default.architectures[0]!r} for 'default')")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help=f"square image size in pixels (default: the preset's, {default.image_size} for 'default')")
+    add_model_options(parser, preset_help="preset whose primary architecture, image size and per-method settings "
+                                          "are used")
     parser.add_argument("--methods", default=None,
                         help="comma-separated method names (default: every method registered by helpers.saliency that "
                              "explains a plain classifier, i.e. all but TRAINABLE, which needs a self-explaining model)")
@@ -94,21 +124,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16, help="explain(batch_size=...)")
     parser.add_argument("--internal-batch-size", type=int, default=None,
                         help="explain(internal_batch_size=...): perturbed inputs per pass (default: --batch-size)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (the minimum is kept)")
-    parser.add_argument("--max-seconds", type=float, default=20.0,
-                        help="stop repeating a method once its runs took this long (at least one run)")
-    parser.add_argument("--baseline-repeats", type=int, default=5,
-                        help="timed forward+backward batches before each method (the minimum is kept)")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the synthetic images")
+    add_timing_options(parser, row="method", repeats=3)
     parser.add_argument("--set", dest="settings", action="append", type=_parse_setting, default=[],
                         metavar="METHOD.name=value", help="override a method setting (repeatable), e.g. SG.n_samples=5")
-    args = parser.parse_args(argv)
-    for name in ("n_images", "batch_size", "repeats", "baseline_repeats", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    return args
+    return parse_checked(parser, argv)
 
 
 # --------------------------------------------------------------------------- timing

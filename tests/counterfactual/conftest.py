@@ -62,14 +62,6 @@ def region_of(size: int) -> tuple[int, int, int]:
     return size // 8, size // 2 + size // 8, side
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the shared machine is small and several threads per process oversubscribe it."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 # The helpers above as fixtures: test modules do not import this conftest (module name clashes across folders).
 @pytest.fixture(scope="session")

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from helpers.config import Settings
 from helpers.data.imageset import ImageSet
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: one torch thread (and the same thread count for determinism)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def toy_imageset(n: int = 64, size: int = 32, seed: int = 0) -> ImageSet:

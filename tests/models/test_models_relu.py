@@ -17,7 +17,6 @@ SIZE = {"smallcnn": 32, "resnet18": 64, "resnet50": 64, "densenet121": 64, "ince
 @pytest.fixture(scope="module")
 def models():
     """One eval-mode model per architecture (built once for the module)."""
-    torch.set_num_threads(1)
     return {name: build(name, seed=0).eval() for name in ARCHITECTURES}
 
 

@@ -10,8 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-torch.set_num_threads(1)
-
 
 def tiny_cnn(*, seed: int = 0, functional_relu: bool = False) -> nn.Module:
     """conv-ReLU-conv-ReLU-avgpool-linear on (N, 1, S, S); ReLUs are modules unless ``functional_relu``."""

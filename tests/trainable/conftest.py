@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from helpers.data.imageset import ImageSet
 
@@ -51,11 +50,3 @@ def blob_data():
     splits = {"train": np.arange(0, 64), "val": np.arange(64, 80), "test": np.arange(80, 96)}
     return data, splits
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on the shared 2-core machine, several threads per process oversubscribe it."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

@@ -43,7 +43,6 @@ def trained_without_boxes(blob_data, tmp_path_factory):
     spy = _MaskSpy()
     patch = pytest.MonkeyPatch()
     patch.setattr(training, "trainable_loss", spy)
-    torch.set_num_threads(1)
     try:
         cache = tmp_path_factory.mktemp("trainable")
         model, record = training.get_trained_self_explaining(_settings(cache), data, splits, architecture="smallcnn", box_fraction=0.0)

@@ -130,8 +130,10 @@ def read_dicom_with_header(path: str | os.PathLike, *, without_window: Literal["
 
     try:
         values = apply_modality_lut(stored, ds).astype(np.float64)
-        has_voi = bool(ds.get("VOILUTSequence")) or ("WindowCenter" in ds and "WindowWidth" in ds)
-        if ds.get("VOILUTSequence"):
+        has_lut = bool(ds.get("VOILUTSequence"))
+        has_window = "WindowCenter" in ds and "WindowWidth" in ds
+        has_voi = has_lut or has_window
+        if has_lut:
             # A LUT maps integer inputs (pydicom warns on floats); its output range
             # runs from its first to its last entry (inputs below/above the table).
             lut_input = np.rint(values).astype(np.int64)
@@ -140,7 +142,7 @@ def read_dicom_with_header(path: str | os.PathLike, *, without_window: Literal["
             n_entries = int(ds.VOILUTSequence[0].LUTDescriptor[0]) or 65536  # 0 means 2**16 (PS3.3 C.11.2.1.1)
             ends = np.asarray(apply_voi_lut(np.array([first_map - 1, first_map + n_entries], np.int64), ds), dtype=np.float64)
             lo, hi = float(ends.min()), float(ends.max())
-        elif has_voi:
+        elif has_window:
             shown = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
             # a window maps everything below/above it to its output minimum/maximum
             ends = np.asarray(apply_voi_lut(np.array([-1e12, 1e12]), ds), dtype=np.float64)

@@ -283,6 +283,43 @@ class Study:
         methods = self.settings.methods if methods is None else methods
         return {m: self.maps(trained, m, state=state, images=images) for m in methods}
 
+    def cascade_similarity(self, trained: TrainedModel, method: str, *, reference: np.ndarray | None = None,
+                           metric: str = "ssim"):
+        """Per-image similarity of ``method``'s maps at each cascading-randomization state to the trained maps.
+
+        Parameters
+        ----------
+        trained : TrainedModel
+            The trained model (classifier or self-explaining) whose blocks are
+            randomized top-down (:meth:`randomized_states`).
+        method : str
+            A name of :data:`helpers.saliency.METHODS`.
+        reference : ndarray ``(N, H, W)``, optional
+            The trained model's maps (default: :meth:`maps` of ``trained``).
+        metric : str, optional
+            A metric of :func:`helpers.metrics.paired_similarity`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``image_id, metric, method, replicate, state, value``, one
+            row per explained image and state, states in cascade order
+            (``"Original"`` first): the curve of Arun et al.'s figure 3 for one
+            method (:func:`helpers.plots.randomization_curves` draws it).
+        """
+        import pandas as pd
+
+        from helpers.metrics import paired_similarity
+
+        reference = self.maps(trained, method) if reference is None else reference
+        frames = [
+            pd.DataFrame({"image_id": list(self.explained.ids), "metric": metric, "method": method,
+                          "replicate": trained.record.get("replicate", 0), "state": state.label,
+                          "value": paired_similarity(reference, self.maps(trained, method, state=state), metric=metric)})
+            for state in self.randomized_states(trained, mode="cascading")
+        ]
+        return pd.concat(frames, ignore_index=True)
+
     # --------------------------------------------------------------- results
     def results(self, notebook: str) -> ResultTable:
         """An empty results table for ``notebook`` in the study's results folder."""

@@ -62,7 +62,9 @@ __all__ = [
     "map_grid",
     "example_grid",
     "scorecard_heatmap",
+    "scorecard_panels",
     "scorecard_table",
+    "VERDICT_COLORS",
 ]
 
 
@@ -738,8 +740,8 @@ def map_grid(
 # scorecard
 
 _VERDICT_TEXT = {True: "pass", False: "fail", None: "n/a"}
-# Okabe-Ito blue / vermillion: distinguishable with red-green colour blindness.
-_VERDICT_COLORS = {True: "#0072B2", False: "#D55E00", None: "#BDBDBD"}
+#: Okabe-Ito blue (pass) / vermillion (fail), grey (not evaluated): distinguishable with red-green colour blindness.
+VERDICT_COLORS = {True: "#0072B2", False: "#D55E00", None: "#BDBDBD"}
 
 
 def example_grid(
@@ -831,6 +833,82 @@ def _verdict_grid(verdicts: pd.DataFrame, criteria, methods, what: str):
     return criteria, methods, grid, detail
 
 
+def _draw_verdict_grid(ax, criteria, methods, grid, detail, *, show_methods: bool = True) -> None:
+    for r, method in enumerate(methods):
+        for c, crit in enumerate(criteria):
+            verdict = grid.get((method, crit))
+            ax.add_patch(Rectangle((c, r), 1, 1, facecolor=VERDICT_COLORS[verdict], edgecolor="white",
+                                   linewidth=2))
+            text = _VERDICT_TEXT[verdict]
+            extra = detail.get((method, crit), "")
+            ax.text(c + 0.5, r + 0.5, f"{text}\n{extra}" if extra else text, ha="center", va="center",
+                    fontsize=7.5 if extra else 9, color="white" if verdict is not None else "black",
+                    fontweight="bold")
+    ax.set_xlim(0, len(criteria))
+    ax.set_ylim(len(methods), 0)
+    ax.set_xticks([c + 0.5 for c in range(len(criteria))], criteria, rotation=20, ha="right")
+    ax.set_yticks([r + 0.5 for r in range(len(methods))], methods if show_methods else [""] * len(methods))
+    for tick in ax.get_yticklabels():
+        tick.set_fontweight("bold")
+    ax.set_xlabel("Trust criterion")
+    if show_methods:
+        ax.set_ylabel("Saliency method")
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    passed = [sum(grid.get((m, c)) is True for c in criteria) for m in methods]
+    for r, k in enumerate(passed):
+        ax.text(len(criteria) + 0.08, r + 0.5, f"{k}/{len(criteria)}", va="center", fontsize=8.5)
+    ax.text(len(criteria) + 0.08, -0.15, "passed", va="bottom", fontsize=8)
+
+
+def scorecard_panels(
+    verdicts: pd.DataFrame,
+    *,
+    panels: Sequence[tuple[str, str]],
+    criteria: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Several verdict grids side by side, one per rule set (e.g. the book's and Arun et al.'s).
+
+    Parameters
+    ----------
+    verdicts : DataFrame
+        Columns ``method, criterion, passed, rules`` and optionally ``detail``.
+    panels : sequence of (rules, panel title)
+        Which ``rules`` value each panel shows, left to right.
+    criteria, methods : sequence of str, optional
+        Column and row order (the same in every panel).
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _require(verdicts, ["method", "criterion", "passed", "rules"], "scorecard_panels")
+    if methods is None:
+        methods = method_order(verdicts["method"].astype(str).unique())
+    if criteria is None:
+        criteria = list(dict.fromkeys(verdicts["criterion"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.45 * len(criteria) * len(panels) + 3.0,
+                                                      0.45 * len(methods) + 2.0), layout="constrained",
+                             squeeze=False)
+    for k, (ax, (rules, panel_title)) in enumerate(zip(axes[0], panels)):
+        part = verdicts[verdicts["rules"] == rules]
+        if part.empty:
+            raise PlotError(f"scorecard_panels: no verdicts with rules={rules!r}")
+        crit, meth, grid, detail = _verdict_grid(part, criteria, methods, "scorecard_panels")
+        _draw_verdict_grid(ax, crit, meth, grid, detail, show_methods=k == 0)
+        ax.set_title(panel_title, fontsize=10)
+    if title:
+        fig.suptitle(title)
+    handles = [Patch(facecolor=VERDICT_COLORS[v]) for v in (True, False, None)]
+    fig.legend(handles, ["pass", "fail", "not evaluated / undecided"], loc="outside lower center", ncol=3,
+               frameon=False, fontsize=8)
+    return fig
+
+
 def scorecard_heatmap(
     verdicts: pd.DataFrame,
     *,
@@ -856,34 +934,10 @@ def scorecard_heatmap(
     """
     criteria, methods, grid, detail = _verdict_grid(verdicts, criteria, methods, "scorecard_heatmap")
     fig, ax = plt.subplots(figsize=(1.7 * len(criteria) + 2.4, 0.45 * len(methods) + 1.6), layout="constrained")
-    for r, method in enumerate(methods):
-        for c, crit in enumerate(criteria):
-            verdict = grid.get((method, crit))
-            ax.add_patch(Rectangle((c, r), 1, 1, facecolor=_VERDICT_COLORS[verdict], edgecolor="white",
-                                   linewidth=2))
-            text = _VERDICT_TEXT[verdict]
-            extra = detail.get((method, crit), "")
-            ax.text(c + 0.5, r + 0.5, f"{text}\n{extra}" if extra else text, ha="center", va="center",
-                    fontsize=7.5 if extra else 9, color="white" if verdict is not None else "black",
-                    fontweight="bold")
-    ax.set_xlim(0, len(criteria))
-    ax.set_ylim(len(methods), 0)
-    ax.set_xticks([c + 0.5 for c in range(len(criteria))], criteria, rotation=20, ha="right")
-    ax.set_yticks([r + 0.5 for r in range(len(methods))], methods)
-    for tick, method in zip(ax.get_yticklabels(), methods):
-        tick.set_fontweight("bold")
-    ax.set_xlabel("Trust criterion")
-    ax.set_ylabel("Saliency method")
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    passed = [sum(grid.get((m, c)) is True for c in criteria) for m in methods]
-    for r, k in enumerate(passed):
-        ax.text(len(criteria) + 0.08, r + 0.5, f"{k}/{len(criteria)}", va="center", fontsize=8.5)
-    ax.text(len(criteria) + 0.08, -0.15, "passed", va="bottom", fontsize=8)
+    _draw_verdict_grid(ax, criteria, methods, grid, detail)
     if title:
         ax.set_title(title)
-    handles = [Patch(facecolor=_VERDICT_COLORS[v]) for v in (True, False, None)]
+    handles = [Patch(facecolor=VERDICT_COLORS[v]) for v in (True, False, None)]
     fig.legend(handles, ["pass", "fail", "not evaluated"], loc="outside lower center", ncol=3, frameon=False,
                fontsize=8)
     return fig
@@ -934,7 +988,7 @@ def scorecard_table(
                     out.loc[m, c] = "font-weight: bold; text-align: center"
                 else:
                     fg = "white" if s is not None else "black"
-                    out.loc[m, c] = (f"background-color: {_VERDICT_COLORS[s]}; color: {fg}; "
+                    out.loc[m, c] = (f"background-color: {VERDICT_COLORS[s]}; color: {fg}; "
                                      "text-align: center; font-weight: bold")
         return out
 

@@ -1,157 +1,160 @@
-"""The scorecard: one pass/fail cell per method and criterion, with its numbers.
+"""The scorecard: one verdict per method, criterion and rule set, read from the chapters' verdicts tables.
 
-Chapters record each verdict with :func:`record_verdict`, which writes four
-rows into the chapter's tidy results table (``verdict_<criterion>`` = 1/0/NaN,
-and the statistic with its confidence interval). The scorecard chapter reads
-only those tables (:func:`cells`) and renders them (:func:`styled`,
-:func:`heatmap`).
+Chapters judge each criterion with :mod:`helpers.criteria` and write
+``<notebook>.verdicts.csv``; the scorecard chapter reads those tables only
+(:func:`helpers.criteria.read_verdicts`, which refuses tables of different
+runs), re-applies Holm's adjustment over every method of a criterion
+(:func:`adjust`), and renders both rule sets side by side
+(:func:`table`, :func:`helpers.plots.scorecard_panels`), the paper's own
+counts beside ours (:func:`counts_beside_paper`) and, in words, where the
+two rule sets disagree (:func:`disagreements`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CRITERIA", "record_verdict", "cells", "styled", "heatmap"]
+from helpers.criteria import apply_holm, verdict_counts
+from helpers.plots import VERDICT_COLORS
 
-#: Criterion id -> (column title, what the number is)
-CRITERIA: dict[str, tuple[str, str]] = {
-    "localization": ("Localization utility", "mean AP − prior AP"),
-    "randomization": ("Weight randomization", "SSIM at last state"),
-    "label_randomization": ("Label randomization", "SSIM to permuted-label model"),
-    "repeatability": ("Repeatability", "SSIM between replicates"),
-    "reproducibility": ("Reproducibility", "SSIM between architectures"),
+__all__ = ["CRITERIA", "RULES_TITLES", "adjust", "table", "disagreements", "counts_beside_paper", "outcome"]
+
+#: Criterion id -> (column title, book statistic, paper statistic)
+CRITERIA: dict[str, tuple[str, str, str]] = {
+    "localization": ("Localization utility", "mean AP − prior AP", "mean AUPRC − network AUPRC"),
+    "randomization": ("Weight randomization", "final SSIM − own random-pair SSIM",
+                      "mean final SSIM − mean baseline"),
+    "label_randomization": ("Label randomization", "permuted-model SSIM − own random-pair SSIM",
+                            "mean SSIM − mean baseline"),
+    "repeatability": ("Repeatability", "replicate SSIM − own random-pair SSIM", "mean SSIM − network SSIM"),
+    "reproducibility": ("Reproducibility", "architecture SSIM − own random-pair SSIM",
+                        "mean SSIM − network SSIM"),
 }
 
+#: Rule set -> its name in the book.
+RULES_TITLES = {"book": "book's rules (CI, Holm)", "paper": "Arun et al.'s rules"}
 
-def record_verdict(table, criterion: str, verdict: Any, *, method: str, architecture: str = "",
-                   value: float | None = None, ci: tuple[float, float] | None = None) -> None:
-    """Write a verdict and the statistic behind it into a chapter's results table.
+
+def outcome(passed) -> str:
+    """``"pass"``, ``"fail"`` or ``"undecided"``."""
+    return "undecided" if passed is None else ("pass" if passed else "fail")
+
+
+def adjust(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Holm over every method of a criterion in the whole book (the chapters adjusted only their own methods)."""
+    return apply_holm(verdicts)
+
+
+def _cell(row) -> str:
+    mark = {"pass": "PASS", "fail": "FAIL", "undecided": "n/a"}[outcome(row["passed"])]
+    value = row["value"]
+    if value is None or not np.isfinite(value):
+        return mark
+    ci = f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]" if np.isfinite(row["ci_low"]) else ""
+    p = f" p={row['p_holm']:.3f}" if np.isfinite(row["p_holm"]) else ""
+    return f"{mark} {value:+.2f}{ci}{p}"
+
+
+def table(verdicts: pd.DataFrame, *, method_order: list[str] | None = None):
+    """Methods as rows, (criterion, rule set) as columns: outcome, statistic, CI and Holm-adjusted p.
+
+    Colours: Okabe-Ito blue (pass) and vermillion (fail), readable with
+    red-green colour blindness; grey for undecided.
+    """
+    v = verdicts.assign(cell=verdicts.apply(_cell, axis=1),
+                        title=verdicts["criterion"].map(lambda c: CRITERIA.get(c, (c,))[0]),
+                        rule_set=verdicts["rules"].map(RULES_TITLES))
+    text = v.pivot_table(index="method", columns=["title", "rule_set"], values="cell", aggfunc="first")
+    state = v.pivot_table(index="method", columns=["title", "rule_set"], values="passed",
+                          aggfunc=lambda s: outcome(s.iloc[0]))
+    order = [(CRITERIA[c][0], RULES_TITLES[r]) for c in CRITERIA for r in ("book", "paper")]
+    cols = [c for c in order if c in text.columns]
+    text, state = text[cols], state.reindex(columns=cols)
+    if method_order:
+        rows = [m for m in method_order if m in text.index] + [m for m in text.index if m not in method_order]
+        text, state = text.loc[rows], state.loc[rows]
+    colours = {"pass": VERDICT_COLORS[True], "fail": VERDICT_COLORS[False], "undecided": VERDICT_COLORS[None]}
+
+    def css(_):
+        return state.apply(lambda col: [
+            f"background-color: {colours.get(s, '#FFFFFF')}; color: {'white' if s in ('pass', 'fail') else 'black'}"
+            if isinstance(s, str) else "" for s in col])
+
+    return (text.fillna("–").style.apply(css, axis=None)
+            .set_table_styles([{"selector": "td", "props": "font-family: monospace; font-size: 0.8em"}]))
+
+
+def disagreements(verdicts: pd.DataFrame) -> list[str]:
+    """Sentences, one per (method, criterion) where the two rule sets decide differently, saying why."""
+    lines = []
+    wide = verdicts.pivot_table(index=["method", "criterion"], columns="rules",
+                                values=["passed", "value", "ci_low", "ci_high"], aggfunc="first")
+    for (method, criterion), row in wide.iterrows():
+        book, paper = row.get(("passed", "book")), row.get(("passed", "paper"))
+        if outcome(book) == outcome(paper):
+            continue
+        title = CRITERIA.get(criterion, (criterion,))[0]
+        why = _why(criterion, book, paper, row)
+        lines.append(f"**{method}, {title.lower()}**: the book's rule says {outcome(book)}, the paper's "
+                     f"{outcome(paper)} — {why}")
+    return lines
+
+
+def _fmt(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.3f}"
+
+
+def _why(criterion: str, book, paper, row) -> str:
+    bval, pval = row.get(("value", "book")), row.get(("value", "paper"))
+    if book is None or paper is None:
+        return "one rule set could not decide (too few valid images or an unmet precondition)"
+    if criterion == "localization":
+        return (f"the book compares AP with the average-mask prior (difference {_fmt(bval)}), the paper the "
+                f"trapezoid AUPRC with the localization network (difference {_fmt(pval)})")
+    if criterion in ("randomization", "label_randomization"):
+        return (f"the paper compares point estimates (mean difference {_fmt(pval)} in the paper's SSIM), the book "
+                f"asks a paired per-image difference to be below 0 with its CI ({_fmt(bval)} "
+                f"[{_fmt(row.get(('ci_low', 'book')))}, {_fmt(row.get(('ci_high', 'book')))}]) after Holm")
+    return (f"the paper asks the maps to agree as well as two localization networks do (difference "
+            f"{_fmt(pval)}), the book only that they agree more than maps of different images "
+            f"({_fmt(bval)} above chance)")
+
+
+def counts_beside_paper(verdicts: pd.DataFrame, paper_reference: pd.DataFrame) -> pd.DataFrame:
+    """Failures per criterion: this run under each rule set, beside the paper's own on SIIM and RSNA.
 
     Parameters
     ----------
-    table : helpers.results.ResultTable
-        The chapter's table.
-    criterion : str
-        A key of :data:`CRITERIA`.
-    verdict : helpers.metrics.Verdict
-        What the rule of :mod:`helpers.metrics.statistics` decided; ``passed``
-        ``None`` (too few valid images) is written as NaN.
-    method, architecture : str
-        Which map and which model.
-    value : float, optional
-        The statistic the rule looked at (see :data:`CRITERIA`); default
-        ``verdict.value``.
-    ci : (float, float), optional
-        Its 95 % confidence interval; default ``verdict.ci``.
-    """
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; valid: {', '.join(CRITERIA)}")
-    passed = getattr(verdict, "passed", None)
-    flag = math.nan if passed is None else float(bool(passed))
-    value = verdict.value if value is None else value
-    low, high = verdict.ci if ci is None else ci
-    for suffix, v in (("", flag), ("_value", value), ("_ci_low", low), ("_ci_high", high)):
-        table.add(metric=f"verdict_{criterion}{suffix}", value=v, method=method, architecture=architecture)
-
-
-def cells(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, criterion) from the verdict rows of the results tables.
+    verdicts : pandas.DataFrame
+        This run's verdicts (both rule sets).
+    paper_reference : pandas.DataFrame
+        :func:`helpers.criteria.paper_reference_verdicts`.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``method, criterion, title, passed, value, ci_low, ci_high, notebook``
-        (``passed`` is True, False or None).
+        One row per criterion: ``"fail / judged"`` for this run's book and
+        paper rules, and for the paper's numbers on each dataset (undecided
+        ones are named ``(+k within reading precision)``).
     """
-    v = results[results["metric"].str.startswith("verdict_")].copy()
-    if v.empty:
-        raise ValueError("no verdict rows in the results tables: run chapters 01-04 (and 06, 07) first")
-    v["criterion"] = v["metric"].str.replace("verdict_", "", n=1)
-    v["part"] = "passed"
-    for suffix in ("_value", "_ci_low", "_ci_high"):
-        hit = v["criterion"].str.endswith(suffix)
-        v.loc[hit, "part"] = suffix[1:]
-        v.loc[hit, "criterion"] = v.loc[hit, "criterion"].str[: -len(suffix)]
-    # groupby (not pivot_table): only the (method, criterion) pairs that exist
-    wide = (v.groupby(["method", "criterion", "notebook", "part"], sort=False)["value"].first()
-            .unstack("part").reset_index())
-    for col in ("passed", "value", "ci_low", "ci_high"):
-        if col not in wide:
-            wide[col] = np.nan
-    # object dtype, so that the cells are True/False/None even when no verdict is undecided
-    wide["passed"] = pd.Series([None if (p is None or (isinstance(p, float) and math.isnan(p))) else bool(p)
-                                for p in wide["passed"]], index=wide.index, dtype=object)
-    wide["title"] = [CRITERIA.get(c, (c, ""))[0] for c in wide["criterion"]]
-    order = {c: i for i, c in enumerate(CRITERIA)}
-    wide["_o"] = wide["criterion"].map(order).fillna(len(order))
-    wide = wide.sort_values(["method", "_o"]).drop(columns="_o")
-    return wide[["method", "criterion", "title", "passed", "value", "ci_low", "ci_high", "notebook"]].reset_index(drop=True)
+    def fmt(c):
+        judged = c["pass"] + c["fail"]
+        extra = f" (+{c['undecided']} undecided)" if c["undecided"] else ""
+        return f"{c['fail']} / {judged}{extra}"
 
-
-def _cell_text(row) -> str:
-    if row["passed"] is None:
-        mark = "n/a"
-    else:
-        mark = "PASS" if row["passed"] else "FAIL"
-    if np.isfinite(row["value"]):
-        ci = f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if np.isfinite(row["ci_low"]) else ""
-        return f"{mark} {row['value']:.2f}{ci}"
-    return mark
-
-
-def styled(card: pd.DataFrame, *, method_order: list[str] | None = None):
-    """A pandas Styler: methods as rows, criteria as columns, green PASS / red FAIL cells."""
-    text = card.assign(cell=card.apply(_cell_text, axis=1)).pivot_table(
-        index="method", columns="title", values="cell", aggfunc="first")
-    cols = [CRITERIA[c][0] for c in CRITERIA if CRITERIA[c][0] in text.columns]
-    text = text[cols + [c for c in text.columns if c not in cols]]
-    if method_order:
-        text = text.loc[[m for m in method_order if m in text.index] + [m for m in text.index if m not in method_order]]
-
-    def colour(v):
-        if not isinstance(v, str):
-            return "color: #999"
-        if v.startswith("PASS"):
-            return "background-color: #d9f2d9"
-        if v.startswith("FAIL"):
-            return "background-color: #f8d7da"
-        return "color: #777"
-
-    return (text.style.map(colour).set_caption(
-        "Verdict per method and criterion: the statistic behind it and its 95 % CI (see the rules above)")
-            .set_table_styles([{"selector": "td", "props": "font-family: monospace; font-size: 0.85em"}]))
-
-
-def heatmap(card: pd.DataFrame):
-    """A pass/fail grid figure (green pass, red fail, grey not available) with the numbers."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
-    titles = [CRITERIA[c][0] for c in CRITERIA if c in set(card["criterion"])]
-    methods = list(dict.fromkeys(card["method"]))
-    grid = np.full((len(methods), len(titles)), np.nan)
-    labels = np.full(grid.shape, "", dtype=object)
-    for _, r in card.iterrows():
-        if r["title"] not in titles:
-            continue
-        i, j = methods.index(r["method"]), titles.index(r["title"])
-        grid[i, j] = np.nan if r["passed"] is None else float(r["passed"])
-        labels[i, j] = f"{r['value']:.2f}" if np.isfinite(r["value"]) else "–"
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(titles), 0.9 + 0.42 * len(methods)))
-    cmap = ListedColormap(["#e8a0a8", "#9fd89f"])
-    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
-    ax.imshow(np.where(np.isnan(grid), 1.0, np.nan), cmap=ListedColormap(["#dddddd"]), aspect="auto")
-    for i in range(len(methods)):
-        for j in range(len(titles)):
-            ax.text(j, i, labels[i, j], ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(titles)), titles, rotation=20, ha="right")
-    ax.set_yticks(range(len(methods)), methods)
-    ax.set_xlabel("trust criterion")
-    ax.set_ylabel("saliency method")
-    ax.set_title("Scorecard (green: pass, red: fail, grey: not available); numbers as in the table")
-    fig.tight_layout()
-    return fig
+    ours = verdict_counts(verdicts, by=("rules", "criterion"))
+    theirs = verdict_counts(paper_reference, by=("dataset", "criterion"))
+    rows = []
+    for crit in CRITERIA:
+        row = {"criterion": CRITERIA[crit][0]}
+        for rules in ("book", "paper"):
+            hit = ours[(ours.rules == rules) & (ours.criterion == crit)]
+            row[f"this run, {RULES_TITLES[rules]}"] = fmt(hit.iloc[0]) if len(hit) else "–"
+        for ds in ("SIIM", "RSNA"):
+            hit = theirs[(theirs.dataset == ds) & (theirs.criterion == crit)]
+            row[f"paper's numbers, {ds}"] = fmt(hit.iloc[0]) if len(hit) else "not reported"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("criterion")

@@ -22,8 +22,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import pandas as pd
+
+from helpers import criteria
 from helpers.config import Settings, resolve, resolve_device
-from helpers.results import ResultTable
+from helpers.results import ResultTable, run_fingerprint
 
 __all__ = ["Study", "TrainedModel", "ModelState", "RANDOMIZATION_OPTIONS"]
 
@@ -321,9 +324,32 @@ class Study:
         return pd.concat(frames, ignore_index=True)
 
     # --------------------------------------------------------------- results
+    @functools.cached_property
+    def run(self) -> dict[str, str]:
+        """The run's fingerprint: preset, settings hash, data fingerprint, code version and run id.
+
+        Every results and verdicts table of this run carries it, and the
+        scorecard refuses to combine tables of different runs
+        (:func:`helpers.results.run_fingerprint`).
+        """
+        return run_fingerprint(self.settings, data_fingerprint=self.data.fingerprint())
+
+    @property
+    def run_id(self) -> str:
+        """``run["run"]``: the short id of this run."""
+        return self.run["run"]
+
     def results(self, notebook: str) -> ResultTable:
-        """An empty results table for ``notebook`` in the study's results folder."""
-        return ResultTable(notebook, self.results_dir)
+        """An empty results table for ``notebook`` in the study's results folder, stamped with :attr:`run`."""
+        return ResultTable(notebook, self.results_dir, run=self.run)
+
+    def save_verdicts(self, notebook: str, verdicts: pd.DataFrame):
+        """Write a chapter's verdicts table (:func:`helpers.criteria.write_verdicts`) stamped with :attr:`run_id`."""
+        return criteria.write_verdicts(verdicts, notebook=notebook, results_dir=self.results_dir, run=self.run_id)
+
+    def judge_options(self) -> dict[str, Any]:
+        """The keyword options every ``criteria.*.judge`` call of a chapter shares (bootstrap size, seed)."""
+        return dict(n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed)
 
     def figure_path(self, name: str) -> Path:
         return self.figures_dir / f"{name}.png"

@@ -22,9 +22,11 @@ module                     contents
                            :func:`similarity`, :func:`paired_similarity`
 ``baselines``              :func:`random_pair_baseline`,
                            :func:`average_mask_prior`
-``statistics``             :func:`bootstrap_ci`, :func:`paired_bootstrap_diff`,
-                           :func:`wilcoxon_paired`, :func:`holm`, and the
-                           verdict rules ``verdict_*``
+``statistics``             :func:`bootstrap_ci`, :func:`bootstrap_test`,
+                           :func:`paired_bootstrap_diff`,
+                           :func:`wilcoxon_paired`, :func:`holm`, :class:`Verdict`
+``book_rules``             the book's CI-based rules ``verdict_*``
+``paper_rules``            Arun et al.'s rules ``paper_*``
 =========================  ==================================================
 """
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 from helpers.metrics._checks import (
     ConstantMapWarning,
     EmptyMaskWarning,
+    FullMaskWarning,
     MetricInputError,
     UndefinedMetricWarning,
 )
@@ -67,17 +70,32 @@ from helpers.metrics.similarity import (
     ssim_with_reason,
 )
 from helpers.metrics.statistics import (
+    RULE_SETS,
     BootstrapCI,
+    BootstrapTest,
     Verdict,
     WilcoxonResult,
     bootstrap_ci,
+    bootstrap_test,
     holm,
     paired_bootstrap_diff,
+    wilcoxon_paired,
+)
+from helpers.metrics.book_rules import (
+    RULE_REASONS,
+    per_image_baseline,
     verdict_localization,
     verdict_randomization,
     verdict_repeatability,
     verdict_reproducibility,
-    wilcoxon_paired,
+)
+from helpers.metrics.paper_rules import (
+    PAPER_NETWORK_SSIM,
+    READING_PRECISION,
+    paper_localization,
+    paper_randomization,
+    paper_repeatability,
+    paper_reproducibility,
 )
 
 __all__ = [
@@ -87,6 +105,7 @@ __all__ = [
     "UndefinedMetricWarning",
     "ConstantMapWarning",
     "EmptyMaskWarning",
+    "FullMaskWarning",
     # localization
     "average_precision",
     "auprc_trapezoid",
@@ -125,8 +144,21 @@ __all__ = [
     "paired_bootstrap_diff",
     "wilcoxon_paired",
     "holm",
+    "BootstrapTest",
+    "bootstrap_test",
+    "RULE_SETS",
+    # the book's rules
+    "RULE_REASONS",
+    "per_image_baseline",
     "verdict_localization",
     "verdict_randomization",
     "verdict_repeatability",
     "verdict_reproducibility",
+    # Arun et al.'s rules
+    "PAPER_NETWORK_SSIM",
+    "READING_PRECISION",
+    "paper_localization",
+    "paper_randomization",
+    "paper_repeatability",
+    "paper_reproducibility",
 ]

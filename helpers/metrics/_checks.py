@@ -22,6 +22,7 @@ __all__ = [
     "UndefinedMetricWarning",
     "ConstantMapWarning",
     "EmptyMaskWarning",
+    "FullMaskWarning",
     "REASON_CONSTANT_MAP",
     "REASON_EMPTY_MASK",
     "REASON_FULL_MASK",
@@ -50,6 +51,10 @@ class EmptyMaskWarning(UndefinedMetricWarning):
     """An empty ground-truth mask: localization metrics are undefined (NaN), never a hit or a zero."""
 
 
+class FullMaskWarning(UndefinedMetricWarning):
+    """A ground-truth mask covering the whole image: localization metrics are undefined (NaN), any map would score 1."""
+
+
 REASON_CONSTANT_MAP = "constant map"
 REASON_EMPTY_MASK = "empty mask"
 REASON_FULL_MASK = "mask covers the whole image"
@@ -57,6 +62,7 @@ REASON_FULL_MASK = "mask covers the whole image"
 _WARNING_FOR_REASON = {
     REASON_CONSTANT_MAP: ConstantMapWarning,
     REASON_EMPTY_MASK: EmptyMaskWarning,
+    REASON_FULL_MASK: FullMaskWarning,
 }
 
 

@@ -9,12 +9,17 @@ NaN rules (never a silent 0 and never a silent hit):
 ==================  ===============  ===============  =========================
 metric              empty mask       constant map     full mask
 ==================  ===============  ===============  =========================
-average_precision   NaN              prevalence (=1)  1.0
-auprc_trapezoid     NaN              (1 + prev) / 2   1.0
+average_precision   NaN              prevalence (=1)  NaN
+auprc_trapezoid     NaN              (1 + prev) / 2   NaN
 roc_auc             NaN              0.5              NaN (no negative pixel)
-iou_otsu            NaN              NaN              defined
-hit                 NaN              NaN              1.0
+iou_otsu            NaN              NaN              NaN
+hit                 NaN              NaN              NaN
 ==================  ===============  ===============  =========================
+
+A mask that covers the whole image has no pixel outside it: any map, even a
+random one, would score AP = AUPRC = hit = 1 and an Otsu IoU set by the
+threshold alone, so every metric is undefined there (NaN with a
+:class:`~helpers.metrics.FullMaskWarning`), as for the empty mask.
 
 The rank-based metrics (AP, AUPRC, ROC AUC) have a well-defined chance value
 for a constant map (it ranks every pixel equally), which is the honest score
@@ -91,30 +96,37 @@ def _pair(saliency_map, mask) -> tuple[np.ndarray, np.ndarray]:
     return s, m
 
 
-def _average_precision(s: np.ndarray, m: np.ndarray) -> Result:
+def _undefined_mask(m: np.ndarray) -> str:
+    """The reason a mask leaves every localization metric undefined, or ``""``."""
     if not m.any():
-        return np.nan, REASON_EMPTY_MASK
+        return REASON_EMPTY_MASK
+    if m.all():
+        return REASON_FULL_MASK
+    return ""
+
+
+def _average_precision(s: np.ndarray, m: np.ndarray) -> Result:
+    if reason := _undefined_mask(m):
+        return np.nan, reason
     return float(average_precision_score(m.ravel(), s.ravel())), ""
 
 
 def _auprc_trapezoid(s: np.ndarray, m: np.ndarray) -> Result:
-    if not m.any():
-        return np.nan, REASON_EMPTY_MASK
+    if reason := _undefined_mask(m):
+        return np.nan, reason
     precision, recall, _ = precision_recall_curve(m.ravel(), s.ravel())
     return float(auc(recall, precision)), ""
 
 
 def _roc_auc(s: np.ndarray, m: np.ndarray) -> Result:
-    if not m.any():
-        return np.nan, REASON_EMPTY_MASK
-    if m.all():
-        return np.nan, REASON_FULL_MASK
+    if reason := _undefined_mask(m):
+        return np.nan, reason
     return float(roc_auc_score(m.ravel(), s.ravel())), ""
 
 
 def _iou_otsu(s: np.ndarray, m: np.ndarray) -> Result:
-    if not m.any():
-        return np.nan, REASON_EMPTY_MASK
+    if reason := _undefined_mask(m):
+        return np.nan, reason
     if is_constant(s):
         return np.nan, REASON_CONSTANT_MAP
     # skimage's convention: the foreground is strictly above the threshold.
@@ -127,8 +139,8 @@ def _iou_otsu(s: np.ndarray, m: np.ndarray) -> Result:
 def _hit(s: np.ndarray, m: np.ndarray, ties: str = "fraction") -> Result:
     if ties not in HIT_TIE_RULES:
         raise MetricInputError(f"ties={ties!r} is not a tie rule of hit; expected one of {', '.join(HIT_TIE_RULES)}")
-    if not m.any():
-        return np.nan, REASON_EMPTY_MASK
+    if reason := _undefined_mask(m):
+        return np.nan, reason
     if is_constant(s):
         return np.nan, REASON_CONSTANT_MAP
     if ties == "first":

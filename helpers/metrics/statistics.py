@@ -1,16 +1,14 @@
-"""Confidence intervals, paired tests, multiplicity correction and the verdict rules.
+"""Confidence intervals, paired tests, multiplicity correction and the :class:`Verdict`.
 
 The unit of every statistic is the *image*: per-image values (an AP, an SSIM)
-are resampled over images. NaN values (undefined metrics: empty masks,
+are resampled over images; where independently trained replicates exist the
+values form a ``(replicates, images)`` array and both levels are resampled
+(:func:`bootstrap_test`). NaN values (undefined metrics: empty masks,
 constant maps) are dropped and counted, never replaced by 0.
 
-Each of the four criteria of Arun et al. (2021) becomes an explicit, testable
-rule (:func:`verdict_localization`, :func:`verdict_randomization`,
-:func:`verdict_repeatability`, :func:`verdict_reproducibility`). The paper
-judged its curves and boxes by eye ("goes below the dashed line"); here every
-rule compares a bootstrap confidence bound with a baseline or threshold, the
-rule's sentence is returned with the verdict so the book states it next to
-the outcome, and every parameter of a rule is a keyword.
+The verdict rules that use these statistics live in
+:mod:`helpers.metrics.book_rules` (the book's CI-based rules) and
+:mod:`helpers.metrics.paper_rules` (Arun et al.'s rules as published).
 
 References
 ----------
@@ -46,11 +44,14 @@ __all__ = [
     "paired_bootstrap_diff",
     "wilcoxon_paired",
     "holm",
-    "verdict_localization",
-    "verdict_randomization",
-    "verdict_repeatability",
-    "verdict_reproducibility",
+    "BootstrapTest",
+    "bootstrap_test",
+    "RULE_SETS",
 ]
+
+#: The two rule sets every criterion is judged by: Arun et al.'s rules as
+#: published, and the book's stricter CI-based rules.
+RULE_SETS = ("book", "paper")
 
 BOOTSTRAP_METHODS = ("percentile", "basic", "BCa")
 
@@ -132,10 +133,11 @@ class Verdict:
     Attributes
     ----------
     criterion : str
-        ``"localization"``, ``"randomization"``, ``"repeatability"`` or
-        ``"reproducibility"``.
+        ``"localization"``, ``"randomization"``, ``"label_randomization"``,
+        ``"repeatability"`` or ``"reproducibility"``.
     passed : bool or None
-        ``None`` when the data cannot decide (too few values; see ``numbers``).
+        ``None`` when the data cannot decide (too few values, or a
+        precondition not met; see ``numbers["reason"]``).
     rule : str
         The rule as a sentence, with its parameters filled in.
     numbers : dict
@@ -144,6 +146,8 @@ class Verdict:
         The key in ``numbers`` of the estimate the rule judges (its CI is
         ``numbers["ci_low"]``, ``numbers["ci_high"]``); see :attr:`value`
         and :attr:`ci`.
+    rules : {"book", "paper"}
+        Which rule set decided (:data:`RULE_SETS`).
     """
 
     criterion: str
@@ -151,6 +155,7 @@ class Verdict:
     rule: str
     numbers: dict[str, Any] = field(default_factory=dict)
     statistic: str = ""
+    rules: str = "book"
 
     @property
     def value(self) -> float:
@@ -177,7 +182,7 @@ class Verdict:
         shown = ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.numbers.items()
         )
-        return f"{self.criterion}: {self.outcome.upper()} — {self.rule} [{shown}]"
+        return f"{self.criterion} ({self.rules} rules): {self.outcome.upper()} — {self.rule} [{shown}]"
 
 
 def _check_level(level: float) -> float:
@@ -377,259 +382,148 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def _baseline_mean(baseline, name: str) -> float:
-    """A number from a float, an object with ``.mean`` (RandomPairBaseline) or per-image values."""
-    if hasattr(baseline, "mean") and not isinstance(baseline, np.ndarray) and not callable(baseline.mean):
-        value = float(baseline.mean)
-    elif np.ndim(baseline) == 0:
-        value = float(baseline)
-    else:
-        values = as_values(baseline, name)
-        if not np.isfinite(values).any():
-            raise MetricInputError(f"{name} has no finite value; expected per-image values or a number")
-        value = float(np.nanmean(values))
-    if not np.isfinite(value):
-        raise MetricInputError(f"{name} must be a finite number, got {value!r}")
-    return value
 
 
-def verdict_localization(
-    trained_values,
-    baseline_values,
+@dataclass(frozen=True)
+class BootstrapTest:
+    """A mean with its bootstrap CI and a one-sided bootstrap p-value against a threshold.
+
+    Attributes
+    ----------
+    estimate : float
+        NaN-free mean of the values.
+    low, high : float
+        Two-sided percentile CI at ``level`` (NaN when undefined, see ``reason``).
+    pvalue : float
+        One-sided percentile-bootstrap p-value of the hypothesis that the mean
+        lies on the ``alternative`` side of ``threshold``:
+        ``(1 + #{resampled means on the other side or equal}) / (1 + n_bootstrap)``.
+        With the two-sided CI at ``level``, ``pvalue < (1 - level) / 2``
+        exactly when the CI excludes the threshold on that side (up to the
+        percentile interpolation).
+    threshold : float
+    alternative : {"greater", "less"}
+    level : float
+    n : int
+        Finite values used (images × replicates).
+    n_images, n_replicates : int
+        Columns and rows of the array after NaN-only rows/columns are dropped.
+    n_dropped : int
+        NaN values dropped.
+    n_bootstrap : int
+    reason : str
+        Why the CI / p-value is undefined (``""`` when defined).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    pvalue: float
+    threshold: float
+    alternative: str
+    level: float
+    n: int
+    n_images: int
+    n_replicates: int
+    n_dropped: int
+    n_bootstrap: int
+    reason: str = ""
+
+
+def _one_sided_p(distribution: np.ndarray, threshold: float, alternative: str) -> float:
+    other_side = distribution <= threshold if alternative == "greater" else distribution >= threshold
+    return float((1 + np.count_nonzero(other_side)) / (1 + distribution.size))
+
+
+def bootstrap_test(
+    values,
     *,
-    untrained_values=None,
-    margin: float = 0.0,
-    metric: str = "AP",
-    level: float = 0.95,
+    threshold: float = 0.0,
+    alternative: str = "greater",
     n_bootstrap: int = 1000,
+    level: float = 0.95,
     seed: int = 0,
-) -> Verdict:
-    """Localization utility: does the map beat the average-mask prior?
+) -> BootstrapTest:
+    """Bootstrap CI of a mean and a one-sided p-value against ``threshold``.
 
-    Rule: **pass** when the ``level`` paired-bootstrap CI of the mean per-image
-    difference (map − prior) in ``metric`` lies entirely above ``margin``
-    (default 0); **fail** otherwise; **undecided** with fewer than 2 complete
-    pairs. The prior (:func:`helpers.metrics.average_mask_prior`) knows only
-    where lesions usually are; a map that cannot beat it adds nothing a
-    radiologist could use for localization. Arun et al. compared boxes by eye
-    (and found the prior above all maps but XRAI on RSNA).
-
-    The comparison with the untrained (fully randomized) model's maps is
-    reported in ``numbers`` (``*_vs_untrained``) but does not enter the rule.
+    One-dimensional values (one per image) are resampled over images with
+    ``scipy.stats.bootstrap`` (percentile CI, the same resamples give the
+    p-value). A two-dimensional array ``(replicates, images)`` (e.g. a
+    per-image statistic of each of three independently trained replicates,
+    the same images in every row) is resampled at both levels: replicates
+    with replacement, then images with replacement, the same image draw for
+    every replicate row, so that both the image-to-image and the
+    run-to-run variability enter the interval. scipy has no two-level
+    bootstrap, hence the hand-written resampling for that case.
 
     Parameters
     ----------
-    trained_values, baseline_values : array_like, shape (N,)
-        Per-image metric of the trained model's maps and of the prior, same
-        images in the same order (NaN = undefined, dropped pairwise).
-    untrained_values : array_like, shape (N,), optional
-        Per-image metric of the untrained model's maps.
-    margin : float, optional
-        Required improvement over the prior (default 0).
-    metric : str, optional
-        Name used in the rule's sentence.
-    level, n_bootstrap, seed
+    values : array_like, shape (N,) or (R, N)
+        NaN = undefined (dropped from every mean).
+    threshold : float, optional
+        The value the mean is tested against (default 0: a difference).
+    alternative : {"greater", "less"}, optional
+        The side of ``threshold`` the rule wants the mean on.
+    n_bootstrap, level, seed
         As in :func:`bootstrap_ci`.
 
     Returns
     -------
-    Verdict
-    """
-    diff = paired_bootstrap_diff(trained_values, baseline_values, n_bootstrap=n_bootstrap, level=level, seed=seed)
-    x, y, _ = _pairs(trained_values, baseline_values)
-    test = wilcoxon_paired(trained_values, baseline_values)
-    numbers: dict[str, Any] = dict(
-        n=diff.n,
-        n_dropped=diff.n_dropped,
-        mean_method=float(np.mean(x)) if x.size else np.nan,
-        mean_prior=float(np.mean(y)) if y.size else np.nan,
-        mean_difference=diff.estimate,
-        ci_low=diff.low,
-        ci_high=diff.high,
-        wilcoxon_p=test.pvalue,
-    )
-    if untrained_values is not None:
-        vs = paired_bootstrap_diff(trained_values, untrained_values, n_bootstrap=n_bootstrap, level=level, seed=seed)
-        u = as_values(untrained_values, "untrained_values")
-        numbers.update(
-            mean_untrained=float(np.nanmean(u)) if np.isfinite(u).any() else np.nan,
-            difference_vs_untrained=vs.estimate,
-            ci_low_vs_untrained=vs.low,
-            ci_high_vs_untrained=vs.high,
-            beats_untrained=None if not np.isfinite(vs.low) else bool(vs.low > 0),
-        )
-    passed = None if not np.isfinite(diff.low) else bool(diff.low > margin)
-    rule = (
-        f"passes when the {level:.0%} paired bootstrap CI ({n_bootstrap} resamples over images) of the mean "
-        f"per-image {metric} difference, saliency map minus average-mask prior, lies entirely above {margin:g}"
-    )
-    return Verdict("localization", passed, rule, numbers, statistic="mean_difference")
+    BootstrapTest
+        ``pvalue`` NaN (with ``reason``) when fewer than 2 finite values remain.
 
-
-def verdict_randomization(
-    final_state_values,
-    baseline,
-    *,
-    metric: str = "SSIM",
-    level: float = 0.95,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-) -> Verdict:
-    """Sensitivity to cascading randomization: does the curve end below the random-pair baseline?
-
-    Rule: **pass** when the upper bound of the ``level`` bootstrap CI of the
-    mean per-image similarity between the fully randomized model's maps and
-    the trained model's maps lies *below* the random-pair baseline (mean
-    similarity between trained-model maps of two different images); **fail**
-    otherwise; **undecided** with fewer than 2 values. This is Arun et al.'s
-    "the curve goes below the dashed line", made statistical: a map that
-    survives the destruction of every learned weight looks more like the
-    original than two unrelated images' maps do, so it does not explain what
-    the model learned.
-
-    Parameters
+    References
     ----------
-    final_state_values : array_like, shape (N,)
-        Per-image similarity (last cascade state vs original), NaN = undefined.
-    baseline : float, RandomPairBaseline or array_like
-        The random-pair baseline: a number, a
-        :class:`~helpers.metrics.RandomPairBaseline` (its ``mean``), or
-        per-image baseline values (their NaN-free mean).
-    metric, level, n_bootstrap, seed
-        As in :func:`verdict_localization`.
-
-    Returns
-    -------
-    Verdict
+    .. [1] Efron and Tibshirani (1993), sections 13.3 and 16.4 (percentile
+       intervals; bootstrap hypothesis tests).
+    .. [2] Field, C. A., Welsh, A. H. (2007). Bootstrapping clustered data.
+       Journal of the Royal Statistical Society B 69(3), 369-390.
     """
-    base = _baseline_mean(baseline, "baseline")
-    ci = bootstrap_ci(final_state_values, n_bootstrap=n_bootstrap, level=level, seed=seed)
-    passed = None if not np.isfinite(ci.high) else bool(ci.high < base)
-    numbers = dict(
-        n=ci.n, n_dropped=ci.n_dropped, mean_final=ci.estimate, ci_low=ci.low, ci_high=ci.high, baseline=base
-    )
-    rule = (
-        f"passes when the upper bound of the {level:.0%} bootstrap CI ({n_bootstrap} resamples over images) of the "
-        f"mean {metric} between the fully randomized model's maps and the trained model's maps lies below the "
-        f"random-pair baseline (mean {metric} between trained-model maps of different images)"
-    )
-    return Verdict("randomization", passed, rule, numbers, statistic="mean_final")
-
-
-def _verdict_agreement(
-    criterion: str,
-    pair_description: str,
-    values,
-    *,
-    threshold: float,
-    network_baseline,
-    metric: str,
-    level: float,
-    n_bootstrap: int,
-    seed: int,
-) -> Verdict:
-    if not (isinstance(threshold, (int, float)) and np.isfinite(threshold)):
+    level = _check_level(level)
+    n_bootstrap = _check_n_bootstrap(n_bootstrap)
+    if alternative not in ("greater", "less"):
+        raise MetricInputError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    if not (isinstance(threshold, (int, float, np.floating)) and np.isfinite(threshold)):
         raise MetricInputError(f"threshold must be a finite number, got {threshold!r}")
-    ci = bootstrap_ci(values, n_bootstrap=n_bootstrap, level=level, seed=seed)
-    passed = None if not np.isfinite(ci.low) else bool(ci.low >= threshold)
-    numbers: dict[str, Any] = dict(
-        n=ci.n, n_dropped=ci.n_dropped, mean=ci.estimate, ci_low=ci.low, ci_high=ci.high, threshold=float(threshold)
-    )
-    if network_baseline is not None:
-        net = _baseline_mean(network_baseline, "network_baseline")
-        numbers.update(
-            network_mean=net,
-            difference_vs_network=ci.estimate - net,
-            reaches_network=None if not np.isfinite(ci.high) else bool(ci.high >= net),
-        )
-    rule = (
-        f"passes when the lower bound of the {level:.0%} bootstrap CI ({n_bootstrap} resamples over images) of the "
-        f"mean per-image {metric} between maps of {pair_description} is at least {threshold:g}"
-        + (" (the reference line drawn at 0.5 in Arun et al.'s repeatability figure)" if threshold == 0.5 else "")
-    )
-    return Verdict(criterion, passed, rule, numbers, statistic="mean")
-
-
-def verdict_repeatability(
-    values,
-    *,
-    threshold: float = 0.5,
-    network_baseline=None,
-    metric: str = "SSIM",
-    level: float = 0.95,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-) -> Verdict:
-    """Repeatability: do two training runs of the same architecture give similar maps?
-
-    Rule: **pass** when the lower bound of the ``level`` bootstrap CI of the
-    mean per-image similarity between the maps of two independently trained
-    replicates (same architecture, different seeds) is at least ``threshold``
-    (default 0.5, the reference line drawn in Arun et al.'s repeatability
-    figure); **fail** otherwise; **undecided** with fewer than 2 values.
-
-    Parameters
-    ----------
-    values : array_like, shape (N,)
-        Per-image similarity of replicate A's and replicate B's maps.
-    threshold : float, optional
-        Minimum acceptable mean similarity.
-    network_baseline : float or array_like, optional
-        Agreement of two independently trained *localization networks* (Arun
-        et al.: U-Nets / RetinaNets). Reported in ``numbers``
-        (``network_mean``, ``difference_vs_network``, ``reaches_network`` =
-        the CI's upper bound reaches the network's mean); not part of the rule.
-    metric, level, n_bootstrap, seed
-        As in :func:`verdict_localization`.
-
-    Returns
-    -------
-    Verdict
-    """
-    return _verdict_agreement(
-        "repeatability",
-        "two independently trained replicates of the same architecture",
-        values,
-        threshold=threshold,
-        network_baseline=network_baseline,
-        metric=metric,
-        level=level,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-    )
-
-
-def verdict_reproducibility(
-    values,
-    *,
-    threshold: float = 0.5,
-    network_baseline=None,
-    metric: str = "SSIM",
-    level: float = 0.95,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-) -> Verdict:
-    """Reproducibility: do two different architectures give similar maps?
-
-    Rule: **pass** when the lower bound of the ``level`` bootstrap CI of the
-    mean per-image similarity between the maps of two different architectures
-    trained on the same data (Arun et al.: InceptionV3 vs DenseNet121) is at
-    least ``threshold`` (default 0.5, the reference line of the paper's
-    repeatability figure); **fail** otherwise; **undecided** with fewer than 2
-    values. ``network_baseline`` as in :func:`verdict_repeatability`.
-
-    Returns
-    -------
-    Verdict
-    """
-    return _verdict_agreement(
-        "reproducibility",
-        "two different architectures trained on the same data",
-        values,
-        threshold=threshold,
-        network_baseline=network_baseline,
-        metric=metric,
-        level=level,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-    )
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise MetricInputError(f"values must be (images,) or (replicates, images); got shape {arr.shape}")
+    arr = as_values(arr.ravel(), "values").reshape(arr.shape)
+    finite = np.isfinite(arr)
+    arr = arr[finite.any(axis=1)][:, finite.any(axis=0)]
+    finite = np.isfinite(arr)
+    n, n_dropped = int(finite.sum()), int(np.asarray(values, dtype=np.float64).size - finite.sum())
+    r, n_img = arr.shape if n else (0, 0)
+    common = dict(threshold=float(threshold), alternative=alternative, level=level, n=n, n_images=n_img,
+                  n_replicates=r, n_dropped=n_dropped, n_bootstrap=n_bootstrap)
+    if n == 0:
+        return BootstrapTest(np.nan, np.nan, np.nan, np.nan, reason="no finite values", **common)
+    estimate = float(np.nanmean(arr))
+    if n == 1:
+        return BootstrapTest(estimate, np.nan, np.nan, np.nan, reason="a single value has no sampling spread",
+                             **common)
+    if np.all(arr[finite] == arr[finite][0]):
+        # Every resample is the same number: the interval is the point, and the
+        # test is decided by which side of the threshold it lies on.
+        on_side = estimate > threshold if alternative == "greater" else estimate < threshold
+        p = 1.0 / (1 + n_bootstrap) if on_side else 1.0
+        return BootstrapTest(estimate, estimate, estimate, p, **common)
+    rng = np.random.default_rng(seed)
+    if r == 1:
+        row = arr[0][finite[0]]
+        result = stats.bootstrap((row,), np.mean, n_resamples=n_bootstrap, confidence_level=level,
+                                 method="percentile", rng=rng)
+        low, high = (float(x) for x in result.confidence_interval)
+        distribution = np.asarray(result.bootstrap_distribution, dtype=np.float64)
+    else:
+        rows = rng.integers(0, r, size=(n_bootstrap, r))
+        cols = rng.integers(0, n_img, size=(n_bootstrap, n_img))
+        sub = arr[rows[:, :, None], cols[:, None, :]]
+        with np.errstate(invalid="ignore"):
+            distribution = np.nanmean(sub.reshape(n_bootstrap, -1), axis=1)
+        distribution = distribution[np.isfinite(distribution)]
+        alpha = (1.0 - level) / 2.0
+        low, high = (float(x) for x in np.quantile(distribution, [alpha, 1.0 - alpha]))
+    return BootstrapTest(estimate, low, high, _one_sided_p(distribution, threshold, alternative), **common)

@@ -123,10 +123,15 @@ class TestAnalyticFixtures:
             value = hit(ALL_IN, EMPTY)
         assert not value == 1.0 and np.isnan(value)
 
-    def test_full_mask(self):
+    def test_full_mask_is_undefined_for_every_metric(self):
+        # Any map, even a random one, would score 1 against a whole-image mask.
+        from helpers.metrics import FullMaskWarning
+
         full = np.ones((4, 4), dtype=bool)
-        assert average_precision(HALF_IN, full) == 1.0
-        assert hit(HALF_IN, full) == 1.0
+        random_map = np.random.default_rng(0).random((4, 4))
+        for metric in (average_precision, auprc_trapezoid, roc_auc, iou_otsu, hit):
+            with pytest.warns(FullMaskWarning, match="whole image"):
+                assert np.isnan(metric(random_map, full)), metric.__name__
         with pytest.warns(UndefinedMetricWarning, match="whole image"):
             assert np.isnan(roc_auc(HALF_IN, full))
 

@@ -13,10 +13,7 @@ from helpers.metrics import (
     holm,
     paired_bootstrap_diff,
     random_pair_baseline,
-    verdict_localization,
-    verdict_randomization,
-    verdict_repeatability,
-    verdict_reproducibility,
+    bootstrap_test,
     wilcoxon_paired,
 )
 
@@ -173,83 +170,54 @@ class TestHolm:
             holm([0.1, 1.5])
 
 
-class TestVerdicts:
-    def test_localization_pass_fail_undecided(self):
-        rng = np.random.default_rng(7)
-        prior = rng.uniform(0.1, 0.3, size=30)
-        good = prior + 0.2 + rng.normal(0, 0.02, size=30)
-        bad = prior - 0.1 + rng.normal(0, 0.02, size=30)
-        untrained = prior - 0.05
-        verdict = verdict_localization(good, prior, untrained_values=untrained)
-        assert isinstance(verdict, Verdict) and verdict.criterion == "localization"
-        assert verdict.passed is True and verdict.outcome == "pass"
-        assert verdict.numbers["mean_difference"] == pytest.approx(np.mean(good - prior))
-        assert verdict.numbers["ci_low"] > 0 and verdict.numbers["wilcoxon_p"] < 0.001
-        assert verdict.numbers["beats_untrained"] is True
-        assert "average-mask prior" in verdict.rule and "above 0" in verdict.rule and "95%" in verdict.rule
-        assert verdict_localization(bad, prior).passed is False
-        # A required margin larger than the improvement fails.
-        margin = verdict_localization(good, prior, margin=0.5)
-        assert margin.passed is False and "above 0.5" in margin.rule
-        undecided = verdict_localization([0.5, np.nan], [0.1, 0.2])
-        assert undecided.passed is None and undecided.outcome == "undecided" and "UNDECIDED" in str(undecided)
+class TestBootstrapTest:
+    def test_one_level_matches_bootstrap_ci_and_p_agrees_with_the_ci(self):
+        rng = np.random.default_rng(3)
+        values = 0.1 + rng.normal(0, 0.2, size=40)
+        test = bootstrap_test(values, n_bootstrap=500, seed=1)
+        ci = bootstrap_ci(values, n_bootstrap=500, seed=1)
+        assert (test.low, test.high) == pytest.approx((ci.low, ci.high))
+        assert test.estimate == pytest.approx(values.mean())
+        # the one-sided p is below 2.5 % exactly when the 95 % CI excludes 0 from below
+        assert (test.pvalue < 0.025) == (test.low > 0)
 
-    def test_randomization(self):
-        rng = np.random.default_rng(8)
-        maps = rng.random((10, 16, 16))
-        baseline = random_pair_baseline(maps, seed=0, n_pairs=5)
-        low = np.full(20, baseline.mean - 0.2) + rng.normal(0, 0.01, size=20)
-        high = np.full(20, baseline.mean + 0.3) + rng.normal(0, 0.01, size=20)
-        passing = verdict_randomization(low, baseline)
-        assert passing.passed is True and passing.numbers["baseline"] == baseline.mean
-        assert passing.numbers["ci_high"] < baseline.mean
-        assert "below the random-pair baseline" in passing.rule
-        assert verdict_randomization(high, baseline).passed is False
-        # Floats and per-image baseline values are accepted too.
-        assert verdict_randomization(low, float(baseline.mean)).passed is True
-        assert verdict_randomization(low, baseline.values).numbers["baseline"] == pytest.approx(baseline.mean)
-        # Straddling the baseline: the upper bound is above it -> fail.
-        straddle = baseline.mean + rng.normal(0, 0.05, size=20)
-        assert verdict_randomization(straddle - straddle.mean() + baseline.mean, baseline).passed is False
-        assert verdict_randomization([0.1], 0.5).passed is None
-        with pytest.raises(MetricInputError, match="finite"):
-            verdict_randomization(low, float("nan"))
+    def test_alternative_sides(self):
+        below = np.linspace(-0.5, -0.3, 20)
+        assert bootstrap_test(below, alternative="less").pvalue < 0.01
+        assert bootstrap_test(below, alternative="greater").pvalue > 0.99
+        assert bootstrap_test(below + 0.6, threshold=0.1, alternative="greater").pvalue < 0.01
 
-    def test_repeatability_and_reproducibility(self):
-        rng = np.random.default_rng(9)
-        high = np.clip(0.8 + rng.normal(0, 0.05, size=25), 0, 1)
-        low = np.clip(0.3 + rng.normal(0, 0.05, size=25), 0, 1)
-        for fn, name in ((verdict_repeatability, "repeatability"), (verdict_reproducibility, "reproducibility")):
-            verdict = fn(high, network_baseline=0.975)
-            assert verdict.criterion == name and verdict.passed is True
-            assert verdict.numbers["ci_low"] >= 0.5 and verdict.numbers["threshold"] == 0.5
-            assert verdict.numbers["network_mean"] == 0.975 and verdict.numbers["reaches_network"] is False
-            assert verdict.numbers["difference_vs_network"] == pytest.approx(high.mean() - 0.975)
-            assert "at least 0.5" in verdict.rule and "reference line" in verdict.rule
-            assert fn(low).passed is False
-            assert fn(high, threshold=0.9).passed is False and "at least 0.9" in fn(high, threshold=0.9).rule
-            assert fn(high, network_baseline=[0.7, 0.8]).numbers["reaches_network"] is True
-        assert "same architecture" in verdict_repeatability(high).rule
-        assert "different architectures" in verdict_reproducibility(high).rule
-        # Mean just above the threshold but a wide CI: not enough.
-        noisy = 0.55 + rng.normal(0, 0.3, size=8)
-        assert verdict_repeatability(noisy).passed is False
+    def test_two_levels_widen_the_interval_with_replicate_spread(self):
+        rng = np.random.default_rng(4)
+        images = rng.normal(0, 0.05, size=30)
+        same = np.stack([images + 0.2] * 3)
+        spread = np.stack([images + 0.2 + shift for shift in (-0.15, 0.0, 0.15)])
+        t_same = bootstrap_test(same, n_bootstrap=800, seed=0)
+        t_spread = bootstrap_test(spread, n_bootstrap=800, seed=0)
+        assert t_same.n_replicates == 3 and t_same.n_images == 30 and t_same.n == 90
+        assert t_spread.estimate == pytest.approx(t_same.estimate)
+        assert (t_spread.high - t_spread.low) > 2 * (t_same.high - t_same.low)
 
-    def test_str_lists_numbers(self):
-        verdict = verdict_repeatability([0.9, 0.8, 0.85, 0.95])
-        text = str(verdict)
-        assert text.startswith("repeatability: PASS") and "ci_low=" in text and "n=4" in text
+    def test_nan_and_degenerate_inputs(self):
+        t = bootstrap_test([0.2, np.nan, 0.4, 0.3])
+        assert t.n == 3 and t.n_dropped == 1
+        assert np.isnan(bootstrap_test([0.1]).pvalue) and "single value" in bootstrap_test([0.1]).reason
+        constant = bootstrap_test([0.3] * 5)
+        assert constant.low == constant.high == 0.3 and constant.pvalue < 0.01
+        assert bootstrap_test([0.3] * 5, threshold=0.5).pvalue == 1.0
+        with pytest.raises(MetricInputError, match="alternative"):
+            bootstrap_test([0.1, 0.2], alternative="two-sided")
+        with pytest.raises(MetricInputError, match="shape"):
+            bootstrap_test(np.zeros((2, 2, 2)))
+
+    def test_deterministic(self):
+        v = np.random.default_rng(5).random((2, 12))
+        assert bootstrap_test(v, seed=3) == bootstrap_test(v, seed=3)
 
 
-def test_each_verdict_names_the_statistic_it_judges():
-    from helpers import metrics
-
-    same = [0.3, 0.3, 0.3, 0.3]
-    rand = metrics.verdict_randomization(same, 0.5, n_bootstrap=20, seed=0)
-    assert rand.statistic == "mean_final" and rand.value == pytest.approx(0.3) and rand.ci == pytest.approx((0.3, 0.3))
-    for rule in (metrics.verdict_repeatability, metrics.verdict_reproducibility):
-        v = rule(same, n_bootstrap=20, seed=0)
-        assert v.statistic == "mean" and v.value == pytest.approx(0.3) and v.passed is False
-    # too few values: undecided, and the numbers read back as NaN rather than None
-    one = metrics.verdict_repeatability([0.9], n_bootstrap=20, seed=0)
-    assert one.passed is None and all(np.isnan(x) for x in one.ci)
+def test_holm_on_a_known_case():
+    # Holm (1979): p = (0.01, 0.04, 0.03, 0.005), m = 4 -> sorted 0.005*4, 0.01*3, 0.03*2, 0.04*1
+    adjusted = holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # at alpha 0.05 only the two smallest are rejected, where unadjusted all four would be
+    assert list(adjusted < 0.05) == [True, False, False, True]

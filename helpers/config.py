@@ -188,6 +188,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch_size=32,
         learning_rate=7e-5,
         patience=5,
+        # The paper's Grad-CAM was upsampled with TF1's resize_bilinear
+        # (align_corners=False, no half-pixel centres); smoke and default keep
+        # the aligned half-pixel bilinear resize (see chapter 01).
+        method_settings={
+            "GCAM": {"upsample": "tf1"},
+            "GGCAM": {"upsample": "tf1"},
+        },
     ),
 }
 

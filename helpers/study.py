@@ -254,6 +254,25 @@ class Study:
         """The preset's keyword overrides of ``method`` (empty: the paper's settings)."""
         return dict(self.settings.method_settings.get(method, {}))
 
+    def method_deviations(self) -> list[str]:
+        """Where this run's method settings depart from the paper's (the registry's defaults), one line each.
+
+        Returns
+        -------
+        list of str
+            E.g. ``"SIG: n_samples = 10 (the paper: 25)"``; empty when every
+            method runs with the paper's settings.
+        """
+        from helpers.saliency import method_defaults
+
+        lines = []
+        for method in self.settings.methods:
+            defaults = method_defaults(method)
+            for key, value in self.method_settings(method).items():
+                if key in defaults and defaults[key] != value:
+                    lines.append(f"{method}: {key} = {value!r} (the paper: {defaults[key]!r})")
+        return lines
+
     def maps(self, trained: TrainedModel, method: str, *, state: "str | ModelState" = "trained", model=None,
              images=None, target=None, **settings: Any) -> np.ndarray:
         """Post-processed maps ``(N, H, W)`` of ``method`` for the explained images.

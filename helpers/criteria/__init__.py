@@ -15,7 +15,8 @@ module                 contents
                        through the paper's rules; :func:`verdict_counts`
 =====================  ======================================================
 
-Shared: :func:`similarity_rows` and :func:`random_pair_baselines` (SSIM under
+Shared: :func:`summarize` (means with bootstrap CIs), :func:`show` (a
+chapter's verdicts as a table), :func:`similarity_rows` and :func:`random_pair_baselines` (SSIM under
 the book's and the paper's specification), :func:`verdict_frame`,
 :func:`apply_holm`, :func:`write_verdicts`, :func:`read_verdicts` (refuses
 tables of different runs, :class:`MixedRunsError`).
@@ -24,6 +25,7 @@ tables of different runs, :class:`MixedRunsError`).
 from __future__ import annotations
 
 from helpers.criteria import agreement, localization, randomization
+from helpers.criteria._summary import show, summarize
 from helpers.criteria._similarity import SSIM_SPECS, random_pair_baselines, similarity_rows
 from helpers.criteria._verdicts import (
     VERDICT_COLUMNS,
@@ -52,4 +54,6 @@ __all__ = [
     "verdicts_path",
     "paper_reference_verdicts",
     "verdict_counts",
+    "summarize",
+    "show",
 ]

@@ -28,8 +28,12 @@ def _per_image(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
     if part.empty:
         raise ValueError(f"the localization scores hold no {metric!r} rows; they come from "
                          "helpers.metrics.localization_table")
-    return part.pivot_table(index="image_id", columns=["method", "state"], values="value", sort=False,
+    # dropna=False keeps images whose value is NaN (undefined) as rows; the (method, state) combinations
+    # that do not exist (the prior has no "trained" state) come out all-NaN and are dropped.
+    wide = part.pivot_table(index="image_id", columns=["method", "state"], values="value", sort=False,
                             dropna=False)
+    present = set(part[["method", "state"]].drop_duplicates().itertuples(index=False, name=None))
+    return wide[[c for c in wide.columns if c in present]]
 
 
 def _column(per: pd.DataFrame, method: str, state: str | None) -> np.ndarray:

@@ -176,6 +176,11 @@ class Study:
         out.update({(arch, 0): self.classifier(arch, progress=progress) for arch in others})
         return out
 
+    @property
+    def randomization_options(self) -> dict[str, Any]:
+        """How weights are re-initialized in every randomized state (part of their cache keys)."""
+        return dict(RANDOMIZATION_OPTIONS)
+
     def _randomization_key(self, mode: str, label: str) -> str:
         opts = ":".join(f"{k}={v}" for k, v in sorted(RANDOMIZATION_OPTIONS.items()))
         return f"{mode}:{label}:{opts}:seed={self.settings.seed}"
@@ -305,9 +310,8 @@ class Study:
         methods = self.settings.methods if methods is None else methods
         return {m: self.maps(trained, m, state=state, images=images) for m in methods}
 
-    def cascade_similarity(self, trained: TrainedModel, method: str, *, reference: np.ndarray | None = None,
-                           metric: str = "ssim"):
-        """Per-image similarity of ``method``'s maps at each cascading-randomization state to the trained maps.
+    def cascade_similarity(self, trained: TrainedModel, method: str, *, reference: np.ndarray | None = None):
+        """Per-image SSIM of ``method``'s maps at each cascading-randomization state to the trained maps.
 
         Parameters
         ----------
@@ -318,26 +322,21 @@ class Study:
             A name of :data:`helpers.saliency.METHODS`.
         reference : ndarray ``(N, H, W)``, optional
             The trained model's maps (default: :meth:`maps` of ``trained``).
-        metric : str, optional
-            A metric of :func:`helpers.metrics.paired_similarity`.
 
         Returns
         -------
         pandas.DataFrame
             Columns ``image_id, metric, method, replicate, state, value``, one
-            row per explained image and state, states in cascade order
+            row per explained image, state and SSIM specification (``"ssim"``,
+            the book's; ``"ssim_paper"``, the paper's:
+            :data:`helpers.criteria.SSIM_SPECS`), states in cascade order
             (``"Original"`` first): the curve of Arun et al.'s figure 3 for one
             method (:func:`helpers.plots.randomization_curves` draws it).
         """
-        import pandas as pd
-
-        from helpers.metrics import paired_similarity
-
         reference = self.maps(trained, method) if reference is None else reference
         frames = [
-            pd.DataFrame({"image_id": list(self.explained.ids), "metric": metric, "method": method,
-                          "replicate": trained.record.get("replicate", 0), "state": state.label,
-                          "value": paired_similarity(reference, self.maps(trained, method, state=state), metric=metric)})
+            criteria.similarity_rows(reference, self.maps(trained, method, state=state), self.explained.ids,
+                                     method=method, replicate=trained.record.get("replicate", 0), state=state.label)
             for state in self.randomized_states(trained, mode="cascading")
         ]
         return pd.concat(frames, ignore_index=True)

@@ -4,10 +4,11 @@ Registered in :mod:`helpers.saliency.registry` so that every criterion of the
 book (localization utility, cascading randomization, repeatability,
 reproducibility) evaluates it exactly like the post-hoc methods.
 
-Post-processing is ``"minmax"``: the raw map is signed evidence (logit units,
-high = for the target class), so the paper's absolute value would turn strong
-evidence *against* the target into saliency; a min-max rescaling keeps the
-order of the evidence, as GradCAM's ``/max`` after its ReLU does.
+The map explains the **decision**: the local log-odds ``z₁ − z₀`` of the
+explained class against the other (:meth:`SelfExplainingClassifier.decision_map`),
+kept where it is positive (evidence *for* the explained class, as Grad-CAM's
+ReLU keeps), then post-processed exactly like every post-hoc map (the paper's
+absolute value, 99th-percentile clip and scaling, ``postprocess="paper"``).
 """
 
 from __future__ import annotations
@@ -54,14 +55,16 @@ def trainable_saliency(model: torch.nn.Module, images: torch.Tensor, *, target: 
             f"TRAINABLE needs a model built with helpers.trainable.build_self_explaining; got {name!r}, which has no evidence head"
         )
     with torch.no_grad():
-        return model.evidence_map(images.detach(), target=target)
+        return torch.relu(model.decision_map(images.detach(), target=target))
 
 
 register(
     "TRAINABLE",
     trainable_saliency,
     defaults={},
-    description="Trainable saliency: the class evidence map of a self-explaining classifier (LSE-pooled 1x1-conv head), upsampled bilinearly",
-    postprocess="minmax",
+    description="Trainable saliency: the decision evidence (z1 - z0, positive part) of a self-explaining classifier "
+                "(LSE-pooled 1x1-conv head), upsampled bilinearly, post-processed as the paper's maps",
+    postprocess="paper",
+    version="2",  # 1 explained z1 alone with min-max post-processing
     reference="Our reading of Aggarwal et al. (ML4H 2020, arXiv:2011.07482); head after Pinheiro & Collobert (2015), Wang et al. (2017), Zhou et al. (2016)",
 )

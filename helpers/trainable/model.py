@@ -140,6 +140,41 @@ class SelfExplainingClassifier(nn.Module):
         chosen = maps[torch.arange(maps.shape[0], device=maps.device), index]  # (N, h, w)
         return F.interpolate(chosen.unsqueeze(1), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False).squeeze(1)
 
+    def decision_map(self, x: torch.Tensor, *, target: int | Sequence[int] | torch.Tensor = 1) -> torch.Tensor:
+        """Evidence of the *decision* for the target class at every location, upsampled, ``(N, H, W)``.
+
+        With two classes: ``z_target − z_other`` (the local log-odds that the
+        head pools into its decision), so a location that is evidence for
+        both classes alike explains nothing. With one output logit ``z``: ``z``
+        for target 1 and ``−z`` for target 0. With more classes: the target's
+        evidence minus the mean evidence of the others.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Images ``(N, 1, H, W)`` in ``[0, 1]``.
+        target : int, sequence of int or LongTensor (N,), optional
+            Class explained, one for all images or one per image (default 1).
+
+        Returns
+        -------
+        torch.Tensor
+            Signed decision evidence (logit units), ``(N, H, W)``.
+        """
+        maps = self.class_maps(x)
+        n, c = maps.shape[:2]
+        rows = torch.arange(n, device=maps.device)
+        if c == 1:
+            index = _target_index(target, n=n, num_classes=2, device=maps.device)
+            sign = torch.where(index == 1, 1.0, -1.0).to(maps.dtype)
+            chosen = maps[:, 0] * sign[:, None, None]
+        else:
+            index = _target_index(target, n=n, num_classes=c, device=maps.device)
+            own = maps[rows, index]
+            others = (maps.sum(dim=1) - own) / (c - 1)
+            chosen = own - others
+        return F.interpolate(chosen.unsqueeze(1), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False).squeeze(1)
+
 
 def _check_images(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:

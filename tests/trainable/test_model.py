@@ -96,6 +96,29 @@ def test_evidence_map_is_the_bilinear_upsampling_of_the_target_class_map():
         model.evidence_map(x, target=[1, 1, 1])
 
 
+def test_decision_map_is_the_log_odds_of_the_explained_class():
+    model = build_self_explaining("smallcnn", seed=0).eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        z1, z0 = model.evidence_map(x, target=1), model.evidence_map(x, target=0)
+        torch.testing.assert_close(model.decision_map(x, target=1), z1 - z0)
+        torch.testing.assert_close(model.decision_map(x, target=torch.tensor([0, 1])),
+                                   torch.stack([(z0 - z1)[0], (z1 - z0)[1]]))
+
+
+def test_trainable_saliency_explains_the_decision_and_uses_the_papers_postprocessing():
+    from helpers.saliency import registry
+    from helpers.trainable.method import trainable_saliency
+
+    model = build_self_explaining("smallcnn", seed=0).eval()
+    x = torch.rand(2, 1, 32, 32)
+    raw = trainable_saliency(model, x, target=torch.tensor([1, 1]))
+    with torch.no_grad():
+        expected = torch.relu(model.evidence_map(x, target=1) - model.evidence_map(x, target=0))
+    torch.testing.assert_close(raw, expected)
+    assert registry.get("TRAINABLE").postprocess == "paper"
+
+
 def test_build_is_seeded():
     a = build_self_explaining("smallcnn", seed=5).state_dict()
     b = build_self_explaining("smallcnn", seed=5).state_dict()

@@ -1,85 +1,82 @@
-"""Verdict rows written by chapters come back as scorecard cells."""
+"""The scorecard reads verdicts tables of one run: both rule sets, Holm over the family, mixed runs refused."""
 
-import math
-from types import SimpleNamespace
+from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
 import pytest
 
-from helpers import scorecard
-from helpers.results import ResultTable, read_results
+from helpers import criteria, metrics, scorecard
+from helpers.results import MixedRunsError, ResultsError, ResultTable, read_results
 
 
-def _write(tmp_path):
-    t = ResultTable("01_localization_utility", tmp_path)
-    scorecard.record_verdict(t, "localization", SimpleNamespace(passed=True), method="GRAD",
-                             architecture="resnet18", value=0.12, ci=(0.05, 0.2))
-    scorecard.record_verdict(t, "localization", SimpleNamespace(passed=None), method="GCAM",
-                             architecture="resnet18", value=float("nan"), ci=(float("nan"), float("nan")))
+def _verdicts():
+    rng = np.random.default_rng(0)
+    prior = rng.uniform(0.1, 0.2, size=20)
+    entries = []
+    for method, shift in (("GRAD", 0.2), ("IG", 0.05), ("GCAM", -0.1)):
+        vals = prior + shift + rng.normal(0, 0.02, size=20)
+        entries.append((method, "smallcnn", metrics.verdict_localization(vals, prior, n_bootstrap=200)))
+        entries.append((method, "smallcnn", metrics.paper_localization(vals, np.full(20, 0.25), prior)))
+    return criteria.apply_holm(criteria.verdict_frame(entries))
+
+
+def test_write_and_read_back_one_run(tmp_path):
+    v = _verdicts()
+    criteria.write_verdicts(v, notebook="01_localization_utility", results_dir=tmp_path, run="abc")
+    back = criteria.read_verdicts(tmp_path, ["01_localization_utility"], run="abc")
+    assert list(back.columns) == list(criteria.VERDICT_COLUMNS)
+    assert back.set_index(["method", "rules"]).loc[("GRAD", "book"), "passed"] is True
+    assert back.set_index(["method", "rules"]).loc[("GCAM", "book"), "passed"] is False
+    assert set(back.rules) == {"book", "paper"}
+
+
+def test_mixed_runs_are_refused_with_the_chapters_named(tmp_path):
+    v = _verdicts()
+    criteria.write_verdicts(v, notebook="01_localization_utility", results_dir=tmp_path, run="run-a")
+    criteria.write_verdicts(v, notebook="03_repeatability", results_dir=tmp_path, run="run-b")
+    with pytest.raises(MixedRunsError, match=r"run-a: 01_localization_utility; run run-b: 03_repeatability"):
+        criteria.read_verdicts(tmp_path, ["01_localization_utility", "03_repeatability"])
+    with pytest.raises(MixedRunsError, match="python -m helpers.book execute --only"):
+        criteria.read_verdicts(tmp_path, ["01_localization_utility"], run="run-b")
+    with pytest.raises(ResultsError, match="run chapter 04_reproducibility first"):
+        criteria.read_verdicts(tmp_path, ["04_reproducibility"])
+
+
+def test_results_tables_carry_the_run_and_refuse_another(tmp_path):
+    t = ResultTable("00_data_and_models", tmp_path, run={"run": "r1", "preset": "smoke"})
+    t.add(metric="test_auc", value=0.9)
     t.save()
-    t2 = ResultTable("02_randomization_sensitivity", tmp_path)
-    scorecard.record_verdict(t2, "randomization", SimpleNamespace(passed=False), method="GRAD",
-                             value=0.7, ci=(0.6, 0.8))
-    t2.add(metric="ssim", value=0.3, method="GRAD", state="Logits", image_id="1")
-    t2.save()
-    return read_results(tmp_path)
+    assert len(read_results(tmp_path, ["00_data_and_models"], run="r1")) == 1
+    with pytest.raises(MixedRunsError, match="written by run r1, not by this run r2"):
+        read_results(tmp_path, ["00_data_and_models"], run="r2")
 
 
-def test_cells_pivot_verdicts_with_their_numbers(tmp_path):
-    card = scorecard.cells(_write(tmp_path))
-    grad = card[card.method == "GRAD"].set_index("criterion")
-    assert grad.loc["localization", "passed"] is True
-    assert grad.loc["randomization", "passed"] is False
-    assert grad.loc["randomization", "value"] == pytest.approx(0.7)
-    assert grad.loc["localization", "ci_low"] == pytest.approx(0.05)
-    gcam = card[card.method == "GCAM"].iloc[0]
-    assert gcam["passed"] is None and math.isnan(gcam["value"])
-    # localization comes before randomization (the order of CRITERIA)
-    assert list(grad.index) == ["localization", "randomization"]
+def test_holm_adjusts_only_the_books_rows_within_a_criterion():
+    v = _verdicts()
+    book = v[v.rules == "book"]
+    assert np.allclose(book.p_holm, metrics.holm(book.p_value.to_numpy()))
+    assert v[v.rules == "paper"].p_holm.isna().all()
+    # a p-value just under alpha alone passes unadjusted; among three such tests Holm rejects none
+    entries = [(m, "", metrics.Verdict("randomization", True, "r", {"p_value": 0.02, "alpha": 0.025, "n": 10},
+                                       statistic="p_value")) for m in ("A", "B", "C")]
+    adjusted = criteria.apply_holm(criteria.verdict_frame(entries))
+    assert list(adjusted.passed_unadjusted) == [True] * 3 and list(adjusted.passed) == [False] * 3
 
 
-def test_styled_and_heatmap_render(tmp_path):
-    card = scorecard.cells(_write(tmp_path))
-    html = scorecard.styled(card, method_order=["GCAM", "GRAD"]).to_html()
-    assert "PASS 0.12 [0.05, 0.20]" in html and "FAIL 0.70" in html and "n/a" in html
-    fig = scorecard.heatmap(card)
-    assert fig.axes[0].get_xlabel() == "trust criterion"
+def test_table_panels_disagreements_and_counts():
+    v = _verdicts()
+    html = scorecard.table(v, method_order=["GCAM", "GRAD", "IG"]).to_html()
+    assert "#0072B2" in html and "#D55E00" in html  # Okabe-Ito, not red/green
+    assert html.index("GCAM") < html.index("GRAD")
+    lines = scorecard.disagreements(v)
+    # IG beats the prior (book: pass) but not the 0.25 network (paper: fail)
+    assert any(line.startswith("**IG, localization utility**") and "book's rule says pass" in line
+               for line in lines)
+    counts = scorecard.counts_beside_paper(v, criteria.paper_reference_verdicts())
+    assert counts.loc["Localization utility", "paper's numbers, RSNA"] == "8 / 8"
+    assert counts.loc["Weight randomization", "paper's numbers, RSNA"] == "2 / 8"
+    from helpers import plots
 
-
-def test_unknown_criterion_and_empty_results_fail_loudly(tmp_path):
-    t = ResultTable("01_localization_utility", tmp_path)
-    with pytest.raises(ValueError, match="unknown criterion"):
-        scorecard.record_verdict(t, "beauty", SimpleNamespace(passed=True), method="X", value=1, ci=(0, 1))
-    empty = read_results(tmp_path)
-    with pytest.raises(ValueError, match="no verdict rows"):
-        scorecard.cells(empty.assign(metric=[]) if len(empty) else empty)
-
-
-def test_record_verdict_reads_the_statistic_and_ci_from_the_verdict(tmp_path):
-    from helpers import metrics
-
-    # Per-image AP of a map that beats the prior by exactly 0.2 on every image:
-    # every bootstrap mean is 0.2, so value and both CI ends are 0.2.
-    v = metrics.verdict_localization([0.6, 0.7, 0.8], [0.4, 0.5, 0.6], n_bootstrap=50, seed=0)
-    assert v.statistic == "mean_difference"
-    assert v.value == pytest.approx(0.2) and v.ci == pytest.approx((0.2, 0.2))
-    t = ResultTable("01_localization_utility", tmp_path)
-    scorecard.record_verdict(t, "localization", v, method="GRAD")
-    # an explicit value/ci still overrides the verdict's own
-    scorecard.record_verdict(t, "localization", v, method="IG", value=0.5, ci=(0.4, 0.6))
-    t.save()
-    card = scorecard.cells(read_results(tmp_path)).set_index("method")
-    assert card.loc["GRAD", "passed"] is True
-    assert card.loc["GRAD", ["value", "ci_low", "ci_high"]].tolist() == pytest.approx([0.2, 0.2, 0.2])
-    assert card.loc["IG", ["value", "ci_low", "ci_high"]].tolist() == pytest.approx([0.5, 0.4, 0.6])
-
-
-def test_record_verdict_without_a_statistic_fails_loudly(tmp_path):
-    from helpers.metrics import Verdict
-    from helpers.metrics.statistics import MetricInputError
-
-    t = ResultTable("01_localization_utility", tmp_path)
-    with pytest.raises(MetricInputError, match="names no statistic"):
-        scorecard.record_verdict(t, "localization", Verdict("localization", True, "by hand"), method="GRAD")
+    fig = plots.scorecard_panels(v, panels=[("book", "book"), ("paper", "paper")])
+    assert len(fig.axes) == 2

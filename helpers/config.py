@@ -126,10 +126,13 @@ class Settings:
     label_randomization_max_epochs : int
         Epoch cap of the permuted-label training (default 60).
     label_randomization_train_fraction : float
-        Share of the training images (a seeded subset) the permuted-label
-        model is trained on, in (0, 1] (default 1.0). The test only needs a
-        model that fits permuted labels; fitting fewer images costs fewer
-        and shorter epochs.
+        Share of the training images (a seeded, class-stratified subset) the
+        permuted-label model is trained on, in (0, 1] (default 0.25). The
+        test only needs a model that fits permuted labels, and memorizing
+        them takes many more epochs on more images: on the default preset
+        (smallcnn, 80 px) 280 images reached 0.9 in 15 epochs (67 s on one
+        core), while all 1120 were still at chance (loss 0.69) after 7
+        epochs of 16 s. Use 1.0 for the paper's setting on a GPU.
     """
 
     preset: str = "default"
@@ -159,7 +162,7 @@ class Settings:
     randomization_batchnorm: str = "reset_affine"
     label_randomization_target_accuracy: float = 0.9
     label_randomization_max_epochs: int = 60
-    label_randomization_train_fraction: float = 1.0
+    label_randomization_train_fraction: float = 0.25
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict view (tuples become lists) for hashing and logging."""

@@ -18,8 +18,21 @@ DenseNet121). The states of :func:`randomized_states` are
 
 Every block draws its new weights from its own seed, derived from
 ``(seed, block index)``, so a block gets the same new weights in a cascade, in
-the independent mode and whichever states are requested. The caller's model
-is never modified: every state is a deep copy.
+the independent mode and whichever states are requested; independently
+trained replicates pass their own ``seed`` (:func:`replicate_seed`), so they
+get independent new weights too. The caller's model is never modified: every
+state is a deep copy.
+
+By default a randomized block is re-drawn by the architecture's **own**
+initializer (``reinit="architecture"``: the functions of
+:data:`helpers.models.zoo.INITIALIZERS` that built the model) and its
+batch-norm layers get γ = 1, β = 0 with their **trained running statistics
+kept** (``batchnorm="reset_affine"``), as Adebayo et al.'s code re-runs each
+trainable variable's initializer and leaves the moving averages alone.
+PyTorch's ``reset_parameters()``, Keras' Glorot-uniform (Arun et al.'s
+framework) and running statistics reset to mean 0 / variance 1 are options
+(:data:`REINIT_RULES`, :data:`BATCHNORM_RULES`; the book's settings
+``randomization_init`` and ``randomization_batchnorm``).
 
 ================  ===========================================================
 architecture      blocks, top-down (never randomized)
@@ -50,6 +63,10 @@ References
 .. [2] Arun, N. et al. (2021). Assessing the trustworthiness of saliency maps
    for localizing abnormalities in medical imaging. Radiology: Artificial
    Intelligence 3(6), e200267. doi:10.1148/ryai.2021200267
+.. [3] Glorot, X., Bengio, Y. (2010). Understanding the difficulty of training
+   deep feedforward neural networks. AISTATS (``reinit="glorot_uniform"``).
+.. [4] He, K., Zhang, X., Ren, S., Sun, J. (2015). Delving deep into
+   rectifiers. ICCV. arXiv:1502.01852 (Kaiming-normal initialization).
 """
 
 from __future__ import annotations

@@ -425,3 +425,21 @@ class TestReplicateSeeds:
     def test_bad_replicate(self):
         with pytest.raises(RandomizationError, match="replicate"):
             replicate_seed(0, -1)
+
+
+def test_self_explaining_backbone_gets_the_base_initializer_and_the_head_its_own(monkeypatch):
+    """reinit='architecture' on a self-explaining model: backbone modules -> the base's rule, the head -> reset_parameters."""
+    from helpers.models import zoo
+    from helpers.trainable import build_self_explaining
+
+    model = build_self_explaining("smallcnn", seed=0).eval()
+    calls = []
+    monkeypatch.setitem(zoo.INITIALIZERS, "smallcnn", lambda module: calls.append(module))
+    reset = []
+    real_reset = nn.Conv2d.reset_parameters
+    monkeypatch.setattr(nn.Conv2d, "reset_parameters", lambda self: (reset.append(self), real_reset(self))[-1])
+    state = fully_randomized(model, seed=0)
+    backbone_convs = [m for m in state.backbone.modules() if isinstance(m, nn.Conv2d)]
+    head_convs = [m for m in state.head.modules() if isinstance(m, nn.Conv2d)]
+    assert len(calls) == len(backbone_convs) > 0 and all(isinstance(m, nn.Conv2d) for m in calls)
+    assert len(reset) == len(head_convs) > 0

@@ -215,6 +215,11 @@ def test_permuted_model_on_a_subset_of_the_training_images(toy, toy_splits, tiny
     assert set(subset) <= set(toy_splits["train"]) and set(data.labels[subset]) == {0, 1}
     full = cache_key(tiny_settings, data, toy_splits, architecture="smallcnn", label_mode="permuted")[0]
     assert record["key"] != full
+    elsewhere = dataclasses.replace(settings, cache_dir=settings.cache_dir + "-again")
+    first = get_trained(settings, data, toy_splits, architecture="smallcnn", label_mode="permuted", progress=False)[0]
+    again, record2 = get_trained(elsewhere, data, toy_splits, architecture="smallcnn", label_mode="permuted", progress=False)
+    assert not record2["cache_hit"] and _states_equal(first, again)  # same settings and seed: the same model
+    assert record2["weights_sha256"] == record["weights_sha256"]
 
 
 def test_label_randomization_ready_refuses_below_the_level():

@@ -5,6 +5,26 @@ synthetic dataset) is stored under a key that hashes *everything* that
 determines it, and is written atomically: a crash or a concurrent run can
 leave a stray temporary file, never a half-written artifact under its final
 name.
+
+Corrupt entries: one policy for every cache
+-------------------------------------------
+The four caches that read artifacts back (trained classifiers
+:mod:`helpers.models.cache`, U-Net localizers :mod:`helpers.localizer`,
+self-explaining models :mod:`helpers.trainable.training`, saliency maps
+:mod:`helpers.saliency.cache`) check what they read (weights against the
+SHA-256 stored in their record, maps against their stored key and a SHA-256
+of their values) and treat a failed check alike, through ``on_corrupt``
+(:data:`ON_CORRUPT`):
+
+* ``"recompute"`` (default): the entry is set aside, never deleted or
+  overwritten (:func:`set_aside`, for inspection), a
+  :class:`CorruptCacheWarning` names the file, and the artifact is trained or
+  computed again. This is safe because every artifact is a deterministic
+  function of its key (same settings and seed, same numbers): recomputing
+  gives what the damaged file should have held, so the run stays correct
+  and is not stopped by a flipped bit;
+* ``"raise"``: a ``ValueError`` subclass of that cache names the file and the
+  fix (delete it, or use ``"recompute"``).
 """
 
 from __future__ import annotations
@@ -16,7 +36,23 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["stable_hash", "atomic_write", "atomic_write_bytes"]
+__all__ = [
+    "stable_hash",
+    "atomic_write",
+    "atomic_write_bytes",
+    "sha256_bytes",
+    "ON_CORRUPT",
+    "CorruptCacheWarning",
+    "check_on_corrupt",
+    "set_aside",
+]
+
+#: The values of every cache's ``on_corrupt`` option (see the module docstring).
+ON_CORRUPT = ("recompute", "raise")
+
+
+class CorruptCacheWarning(UserWarning):
+    """A cache entry failed its check on read: it was set aside and is being recomputed (the message names it)."""
 
 
 def _canonical(obj: Any) -> Any:
@@ -73,3 +109,27 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def sha256_bytes(data: bytes) -> str:
+    """SHA-256 hex digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_on_corrupt(value: Any, *, error: type[ValueError] = ValueError) -> str:
+    """``value`` if it is one of :data:`ON_CORRUPT`, else ``error`` listing the valid ones."""
+    if value not in ON_CORRUPT:
+        raise error(f"on_corrupt must be one of {', '.join(map(repr, ON_CORRUPT))}, got {value!r}")
+    return value
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Rename ``path`` to ``<name>.corrupt`` (or ``.corrupt.1``, ...) without overwriting anything; the new path."""
+    path = Path(path)
+    target = path.with_name(path.name + ".corrupt")
+    n = 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt.{n}")
+    os.replace(path, target)
+    return target

@@ -12,7 +12,9 @@ Training: binary cross-entropy + soft Dice (Milletari et al. 2016) over the
 pixels of each batch, Adam, seeded initialization and shuffling, early stopping
 on the mean per-image average precision of the positive validation images (the
 book's localization metric). The weights are cached under a key that hashes
-everything that determines them.
+everything that determines them, with a record holding their SHA-256, checked
+on load; a corrupt entry follows the book's one policy (:mod:`helpers._cache`:
+set aside and retrained with a warning naming it, or ``on_corrupt="raise"``).
 
 References
 ----------
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -42,7 +43,8 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 from torch import nn
 
-from helpers._cache import atomic_write, stable_hash
+from helpers._cache import stable_hash
+from helpers._weights import load_checked_entry, write_entry
 
 __all__ = [
     "LocalizerError",
@@ -56,8 +58,9 @@ __all__ = [
     "get_trained_localizer",
 ]
 
-#: Bump when the architecture or the training loop changes: old caches are then ignored.
-LOCALIZER_VERSION = 1
+#: Bump when the architecture, the training loop or the record changes: old caches are then ignored.
+#: 2: records hold the weights' SHA-256.
+LOCALIZER_VERSION = 2
 
 
 class LocalizerError(ValueError):
@@ -374,6 +377,7 @@ def get_trained_localizer(
     base_channels: int = 16,
     depth: int = 3,
     dice_weight: float = 1.0,
+    on_corrupt: str = "recompute",
 ) -> tuple[UNet, dict[str, Any]]:
     """The localization baseline for ``settings``: trained once, then read from the cache.
 
@@ -394,6 +398,11 @@ def get_trained_localizer(
         :func:`localizer_subset`); 1.0 is the fully supervised ceiling.
     base_channels, depth, dice_weight
         See :class:`UNet` and :func:`localizer_loss`.
+    on_corrupt : {"recompute", "raise"}, optional
+        A cached entry whose record cannot be read or whose weights fail their
+        SHA-256 check: set aside (``*.corrupt``) and retrained with a
+        :class:`~helpers._cache.CorruptCacheWarning` naming it (default), or
+        :class:`LocalizerError` naming the file and the fix.
 
     Returns
     -------
@@ -401,7 +410,13 @@ def get_trained_localizer(
         The trained U-Net (eval mode, on the settings' device) and a record:
         ``key``, ``architecture``, ``replicate``, ``mask_fraction``, ``seed``,
         ``positive_indices`` (the positives with masks), ``n_train``, the
-        training ``history``, ``best_epoch``, ``best_val_ap``, ``seconds``.
+        training ``history``, ``best_epoch``, ``best_val_ap``, ``seconds``,
+        ``weights_sha256``.
+
+    Raises
+    ------
+    LocalizerError
+        ``on_corrupt="raise"`` and a corrupt cache entry.
     """
     from helpers.config import resolve_device
 
@@ -433,13 +448,9 @@ def get_trained_localizer(
     weights_path, record_path = folder / f"unet-{key}.pt", folder / f"unet-{key}.json"
     device = resolve_device(settings.device)
     model = build_localizer(seed=seed, base_channels=base_channels, depth=depth)
-    if weights_path.exists() and record_path.exists():
-        try:
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)
-            record = json.loads(record_path.read_text())
-            model.load_state_dict(state)
-        except Exception as error:  # a cache entry that cannot be read is an error, not a retrain
-            raise LocalizerError(f"cached localizer {weights_path} cannot be read ({error}); delete it to retrain") from error
+    record = load_checked_entry(model, weights_path, record_path, key=key, on_corrupt=on_corrupt, error=LocalizerError,
+                                what="localizer")
+    if record is not None:
         model.to(device).eval()
         return model, record
     result = fit_localizer(
@@ -465,7 +476,5 @@ def get_trained_localizer(
         "n_train": int(len(train_idx)),
         **result,
     }
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
-    atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+    write_entry(model, weights_path, record_path, record)
     return model, record

@@ -18,8 +18,21 @@ DenseNet121). The states of :func:`randomized_states` are
 
 Every block draws its new weights from its own seed, derived from
 ``(seed, block index)``, so a block gets the same new weights in a cascade, in
-the independent mode and whichever states are requested. The caller's model
-is never modified: every state is a deep copy.
+the independent mode and whichever states are requested; independently
+trained replicates pass their own ``seed`` (:func:`replicate_seed`), so they
+get independent new weights too. The caller's model is never modified: every
+state is a deep copy.
+
+By default a randomized block is re-drawn by the architecture's **own**
+initializer (``reinit="architecture"``: the functions of
+:data:`helpers.models.zoo.INITIALIZERS` that built the model) and its
+batch-norm layers get γ = 1, β = 0 with their **trained running statistics
+kept** (``batchnorm="reset_affine"``), as Adebayo et al.'s code re-runs each
+trainable variable's initializer and leaves the moving averages alone.
+PyTorch's ``reset_parameters()``, Keras' Glorot-uniform (Arun et al.'s
+framework) and running statistics reset to mean 0 / variance 1 are options
+(:data:`REINIT_RULES`, :data:`BATCHNORM_RULES`; the book's settings
+``randomization_init`` and ``randomization_batchnorm``).
 
 ================  ===========================================================
 architecture      blocks, top-down (never randomized)
@@ -50,6 +63,10 @@ References
 .. [2] Arun, N. et al. (2021). Assessing the trustworthiness of saliency maps
    for localizing abnormalities in medical imaging. Radiology: Artificial
    Intelligence 3(6), e200267. doi:10.1148/ryai.2021200267
+.. [3] Glorot, X., Bengio, Y. (2010). Understanding the difficulty of training
+   deep feedforward neural networks. AISTATS (``reinit="glorot_uniform"``).
+.. [4] He, K., Zhang, X., Ren, S., Sun, J. (2015). Delving deep into
+   rectifiers. ICCV. arXiv:1502.01852 (Kaiming-normal initialization).
 """
 
 from __future__ import annotations
@@ -75,6 +92,7 @@ __all__ = [
     "BATCHNORM_RULES",
     "NORMAL_STD",
     "block_seed",
+    "replicate_seed",
     "blocks_for",
     "state_labels",
     "unrandomized_parameters",
@@ -167,27 +185,40 @@ MODES = ("cascading", "independent")
 
 #: How the weights of convolutions and linear layers are re-drawn.
 #:
-#: * ``"default"``: each module's own ``reset_parameters()`` (PyTorch's
-#:   defaults: Kaiming-uniform with ``a=√5`` weights, uniform biases) — the
-#:   analogue of Adebayo et al. re-running every variable's own initializer;
-#: * ``"normal"``: weights ~ N(0, :data:`NORMAL_STD`²), zero biases;
+#: * ``"architecture"`` (default): the architecture's **own** initializer, the
+#:   very function :func:`helpers.models.build` initialized the model with
+#:   (:data:`helpers.models.zoo.INITIALIZERS`): Kaiming-normal fan-out
+#:   convolutions and PyTorch-default linear layers for ``smallcnn``/ResNet,
+#:   Kaiming-normal fan-in convolutions and zero linear bias for DenseNet121,
+#:   truncated normal (σ = 0.1, ±2) for InceptionV3. This is what Adebayo et
+#:   al.'s code does (it re-runs each trainable variable's own initializer,
+#:   ``reinitlayerlist``): the randomized block holds weights drawn as the
+#:   untrained model's were. For a self-explaining model the backbone's
+#:   modules use the base architecture's initializer and the evidence head
+#:   its own (PyTorch's ``reset_parameters``, as it was built);
+#: * ``"reset_parameters"``: each module's PyTorch ``reset_parameters()``
+#:   (Kaiming-uniform with ``a=√5`` weights, uniform biases), *not* the
+#:   architectures' initializers;
 #: * ``"glorot_uniform"``: Glorot/Xavier-uniform weights, zero biases (Keras'
 #:   defaults, i.e. what a fresh layer of Arun et al.'s Keras models held);
-#: * ``"kaiming_normal"``: He-normal weights (``fan_out``, ReLU gain, as
-#:   torchvision initializes ResNets), zero biases.
-REINIT_RULES = ("default", "normal", "glorot_uniform", "kaiming_normal")
+#: * ``"normal"``: weights ~ N(0, :data:`NORMAL_STD`²), zero biases;
+#: * ``"kaiming_normal"``: He-normal weights (``fan_out``, ReLU gain) for every
+#:   architecture, zero biases.
+REINIT_RULES = ("architecture", "reset_parameters", "glorot_uniform", "normal", "kaiming_normal")
 
 #: What happens to the batch-norm layers of a randomized block.
 #:
-#: * ``"keep"``: running statistics and affine γ/β untouched;
 #: * ``"reset_affine"`` (default): γ = 1, β = 0 (BatchNorm's own initializer),
-#:   running statistics kept. This is what Adebayo et al.'s code does: it
-#:   re-initializes every *trainable* variable of a block (γ/β included) and
-#:   leaves the moving mean/variance, which are not trainable variables;
-#:   ``"keep"`` would leave learned parameters inside a "randomized" block;
-#: * ``"reset_all"``: γ/β and running statistics reset (mean 0, variance 1),
-#:   as Quantus' MPRT does via ``reset_parameters``.
-BATCHNORM_RULES = ("keep", "reset_affine", "reset_all")
+#:   **running mean and variance kept** at their trained values. This is what
+#:   Adebayo et al.'s code does: it re-initializes every *trainable* variable
+#:   of a block (γ/β included) and leaves the moving mean/variance, which are
+#:   not trainable variables;
+#: * ``"reset_all"``: γ/β reset and running statistics reset to mean 0,
+#:   variance 1 (``reset_parameters``, as Quantus' MPRT does): the block then
+#:   normalizes with statistics that no data produced;
+#: * ``"keep"``: running statistics and affine γ/β untouched (learned
+#:   parameters stay inside a "randomized" block).
+BATCHNORM_RULES = ("reset_affine", "reset_all", "keep")
 
 #: Standard deviation of ``reinit="normal"``.
 NORMAL_STD = 0.01
@@ -201,6 +232,23 @@ def block_seed(seed: int, index: int) -> int:
     not depend on which other blocks were randomized or in which order.
     """
     return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """Master seed of the randomization of replicate ``replicate`` (pass it as ``seed=`` to :func:`randomized_states`).
+
+    Independently trained replicates must also get independent new weights:
+    with the study's seed alone every replicate's block ``k`` would be
+    re-drawn identically, and their randomization curves would share one
+    draw. ``numpy.random.SeedSequence((seed, replicate, 2))`` (the trailing
+    stream number keeps it apart from :func:`block_seed`'s ``(seed, index)``)
+    gives a non-negative 63-bit seed.
+    """
+    for name, value in (("seed", seed), ("replicate", replicate)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise RandomizationError(f"{name} must be a non-negative integer, got {value!r}")
+    state = np.random.SeedSequence((int(seed), int(replicate), 2)).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
 
 
 #: Suffix of a self-explaining model's architecture (see :mod:`helpers.trainable`).
@@ -330,7 +378,7 @@ def _check_options(mode: str, reinit: str, batchnorm: str, seed: int) -> None:
 
 
 def _reinit_weight_module(module: nn.Module, reinit: str) -> None:
-    """Re-draw the weight (and zero the bias) of a convolution or linear layer by an explicit rule."""
+    """Re-draw the weight (and zero the bias) of a convolution or linear layer by an architecture-independent rule."""
     weight = module.weight
     if reinit == "normal":
         nn.init.normal_(weight, mean=0.0, std=NORMAL_STD)
@@ -342,7 +390,20 @@ def _reinit_weight_module(module: nn.Module, reinit: str) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _randomize_block(model: nn.Module, block: Block, *, index: int, seed: int, reinit: str, batchnorm: str) -> None:
+def _own_initializer(arch: str, name: str):
+    """The initializer function of module ``name`` of an ``arch`` model (``reinit="architecture"``)."""
+    from helpers.models.zoo import INITIALIZERS
+
+    if arch.endswith(SELF_EXPLAINING_SUFFIX):
+        base = arch[: -len(SELF_EXPLAINING_SUFFIX)]
+        if name == "backbone" or name.startswith("backbone."):
+            return INITIALIZERS[base]
+        return None  # the evidence head was built with PyTorch's defaults
+    return INITIALIZERS.get(arch)
+
+
+def _randomize_block(model: nn.Module, block: Block, *, index: int, seed: int, reinit: str, batchnorm: str,
+                     arch: str) -> None:
     """Re-initialize every parameterized module of ``block`` in ``model`` (a CPU model, in place)."""
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(block_seed(seed, index))
@@ -356,8 +417,11 @@ def _randomize_block(model: nn.Module, block: Block, *, index: int, seed: int, r
                     elif batchnorm == "reset_affine" and module.affine:
                         nn.init.ones_(module.weight)
                         nn.init.zeros_(module.bias)
-                elif reinit != "default" and isinstance(module, (_ConvNd, nn.Linear)):
+                elif reinit in ("normal", "glorot_uniform", "kaiming_normal") and isinstance(module, (_ConvNd, nn.Linear)):
                     _reinit_weight_module(module, reinit)
+                elif (reinit == "architecture" and isinstance(module, (nn.Conv2d, nn.Linear))
+                      and (rule := _own_initializer(arch, name)) is not None):
+                    rule(module)
                 elif callable(getattr(module, "reset_parameters", None)):
                     module.reset_parameters()
                 else:
@@ -378,7 +442,7 @@ def randomized_states(
     *,
     mode: str = "cascading",
     blocks: Sequence[str] | None = None,
-    reinit: str = "default",
+    reinit: str = "architecture",
     batchnorm: str = "reset_affine",
     seed: int = 0,
     architecture: str | None = None,
@@ -398,14 +462,17 @@ def randomized_states(
         top-down whatever the order given. In cascading mode a state always
         has *every* block above it randomized, whether or not those states are
         yielded, so a subset gives the same states as the full run.
-    reinit : {"default", "normal", "glorot_uniform", "kaiming_normal"}, optional
-        How convolution/linear weights are re-drawn (:data:`REINIT_RULES`).
-    batchnorm : {"keep", "reset_affine", "reset_all"}, optional
+    reinit : {"architecture", "reset_parameters", "glorot_uniform", "normal", "kaiming_normal"}, optional
+        How convolution/linear weights are re-drawn (:data:`REINIT_RULES`);
+        default ``"architecture"``, the model's own initializer.
+    batchnorm : {"reset_affine", "reset_all", "keep"}, optional
         Batch-norm handling (:data:`BATCHNORM_RULES`); default
-        ``"reset_affine"``, Adebayo et al.'s behaviour.
+        ``"reset_affine"`` (γ = 1, β = 0, trained running statistics kept),
+        Adebayo et al.'s behaviour.
     seed : int, optional
         Non-negative master seed; block ``k`` uses :func:`block_seed(seed, k)
-        <block_seed>`. The global torch RNG is left untouched.
+        <block_seed>`. Give each replicate its own (:func:`replicate_seed`).
+        The global torch RNG is left untouched.
     architecture : str, optional
         Overrides ``model.architecture``.
 
@@ -435,15 +502,16 @@ def randomized_states(
     all_blocks = blocks_for(model, architecture=architecture)
     arch = _architecture(model, architecture)
     indices = _select(all_blocks, blocks, arch)
-    return _states(model, all_blocks, indices, mode=mode, reinit=reinit, batchnorm=batchnorm, seed=int(seed))
+    return _states(model, all_blocks, indices, mode=mode, reinit=reinit, batchnorm=batchnorm, seed=int(seed),
+                   arch=arch)
 
 
-def _states(model, all_blocks, indices, *, mode, reinit, batchnorm, seed) -> Iterator[tuple[str, nn.Module]]:
+def _states(model, all_blocks, indices, *, mode, reinit, batchnorm, seed, arch) -> Iterator[tuple[str, nn.Module]]:
     device = _device(model)
     original = copy.deepcopy(model)
     base = copy.deepcopy(model).cpu()
     yield "Original", original
-    options = dict(seed=seed, reinit=reinit, batchnorm=batchnorm)
+    options = dict(seed=seed, reinit=reinit, batchnorm=batchnorm, arch=arch)
     if mode == "cascading":
         wanted = set(indices)
         for index in range(max(indices) + 1):
@@ -460,7 +528,7 @@ def _states(model, all_blocks, indices, *, mode, reinit, batchnorm, seed) -> Ite
 def fully_randomized(
     model: nn.Module,
     *,
-    reinit: str = "default",
+    reinit: str = "architecture",
     batchnorm: str = "reset_affine",
     seed: int = 0,
     architecture: str | None = None,
@@ -475,7 +543,8 @@ def fully_randomized(
     """
     _check_options("cascading", reinit, batchnorm, seed)
     all_blocks = blocks_for(model, architecture=architecture)
+    arch = _architecture(model, architecture)
     state = copy.deepcopy(model).cpu()
     for index, block in enumerate(all_blocks):
-        _randomize_block(state, block, index=index, seed=int(seed), reinit=reinit, batchnorm=batchnorm)
+        _randomize_block(state, block, index=index, seed=int(seed), reinit=reinit, batchnorm=batchnorm, arch=arch)
     return state.to(_device(model))

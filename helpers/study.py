@@ -28,13 +28,7 @@ from helpers import criteria
 from helpers.config import Settings, resolve, resolve_device
 from helpers.results import ResultTable, run_fingerprint
 
-__all__ = ["Study", "TrainedModel", "ModelState", "RANDOMIZATION_OPTIONS"]
-
-#: How the randomization chapters re-initialize weights (see
-#: :func:`helpers.randomization.randomized_states`): PyTorch's default
-#: initializers, batch-norm affine parameters reset as Adebayo et al., block
-#: seeds derived from the study's seed. Part of every randomized state's cache key.
-RANDOMIZATION_OPTIONS = dict(reinit="default", batchnorm="reset_affine")
+__all__ = ["Study", "TrainedModel", "ModelState"]
 
 
 @dataclass
@@ -177,13 +171,57 @@ class Study:
         return out
 
     @property
-    def randomization_options(self) -> dict[str, Any]:
-        """How weights are re-initialized in every randomized state (part of their cache keys)."""
-        return dict(RANDOMIZATION_OPTIONS)
+    def randomization_options(self) -> dict[str, str]:
+        """How the randomization chapters re-initialize weights: ``{"reinit", "batchnorm"}`` from the settings.
 
-    def _randomization_key(self, mode: str, label: str) -> str:
-        opts = ":".join(f"{k}={v}" for k, v in sorted(RANDOMIZATION_OPTIONS.items()))
-        return f"{mode}:{label}:{opts}:seed={self.settings.seed}"
+        ``settings.randomization_init`` (default ``"architecture"``: each
+        architecture's own initializer, as Adebayo et al.) and
+        ``settings.randomization_batchnorm`` (default ``"reset_affine"``:
+        γ = 1, β = 0, trained running statistics kept, as Adebayo et al.'s
+        code); see :data:`helpers.randomization.REINIT_RULES` and
+        :data:`~helpers.randomization.BATCHNORM_RULES`.
+        """
+        return dict(reinit=self.settings.randomization_init, batchnorm=self.settings.randomization_batchnorm)
+
+    def randomization_seed(self, trained: TrainedModel) -> int:
+        """Master seed of ``trained``'s randomized states: the study's seed and the model's replicate.
+
+        Independent replicates get independent new weights
+        (:func:`helpers.randomization.replicate_seed`).
+        """
+        from helpers.randomization import replicate_seed
+
+        return replicate_seed(self.settings.seed, int(trained.record.get("replicate", 0)))
+
+    def _randomization_key(self, mode: str, label: str, trained: TrainedModel) -> str:
+        # Everything that determines the randomized weights besides the trained
+        # ones (which the map cache hashes itself): mode, block, options, seed.
+        opts = ":".join(f"{k}={v}" for k, v in sorted(self.randomization_options.items()))
+        return f"{mode}:{label}:{opts}:seed={self.randomization_seed(trained)}"
+
+    def label_randomization_check(self, permuted: TrainedModel, *, reference: TrainedModel) -> tuple[bool, str]:
+        """Whether the permuted-label model fitted its labels well enough to judge label randomization.
+
+        Returns
+        -------
+        ok : bool
+            ``helpers.models.label_randomization_ready`` at
+            ``settings.label_randomization_target_accuracy``.
+        text : str
+            A paragraph for the chapter: the permuted model's reached
+            accuracy and true-label test AUC, the reference model's for
+            comparison, and the decision.
+        """
+        from helpers.models import label_randomization_ready
+
+        ok, sentence = label_randomization_ready(permuted.record,
+                                                 min_accuracy=self.settings.label_randomization_target_accuracy)
+        ref = reference.record
+        text = (f"{sentence} For comparison, the true-label model reaches training accuracy "
+                f"{ref.get('train_accuracy', float('nan')):.3f} and test AUC {ref.get('test_auc', float('nan')):.3f} "
+                f"[{ref.get('test_auc_low', float('nan')):.3f}, {ref.get('test_auc_high', float('nan')):.3f}]; "
+                f"the permuted model was trained from its own seed, not the true-label model's initialization.")
+        return ok, text
 
     def fully_randomized(self, trained: TrainedModel) -> ModelState:
         """The "untrained" model of the localization criterion: every block re-initialized.
@@ -193,9 +231,9 @@ class Study:
         """
         from helpers.randomization import fully_randomized
 
-        model = fully_randomized(trained.model, seed=self.settings.seed, architecture=trained.architecture,
-                                 **RANDOMIZATION_OPTIONS).eval()
-        return ModelState("fully randomized", self._randomization_key("full", "all"), model)
+        model = fully_randomized(trained.model, seed=self.randomization_seed(trained), architecture=trained.architecture,
+                                 **self.randomization_options).eval()
+        return ModelState("fully randomized", self._randomization_key("full", "all", trained), model)
 
     def randomized_states(self, trained: TrainedModel, *, mode: str = "cascading",
                           blocks: Sequence[str] | None = None):
@@ -203,13 +241,15 @@ class Study:
 
         The first state is the trained model itself (``label="Original"``,
         ``key="trained"``), then one state per block, top-down. States are
-        generated one at a time (each is a full copy of the model).
+        generated one at a time (each is a full copy of the model). Options:
+        :attr:`randomization_options`; seed: :meth:`randomization_seed`.
         """
         from helpers.randomization import randomized_states
 
-        for label, model in randomized_states(trained.model, mode=mode, blocks=blocks, seed=self.settings.seed,
-                                              architecture=trained.architecture, **RANDOMIZATION_OPTIONS):
-            key = "trained" if label == "Original" else self._randomization_key(mode, label)
+        for label, model in randomized_states(trained.model, mode=mode, blocks=blocks,
+                                              seed=self.randomization_seed(trained),
+                                              architecture=trained.architecture, **self.randomization_options):
+            key = "trained" if label == "Original" else self._randomization_key(mode, label, trained)
             yield ModelState(label, key, model.eval())
 
     def localizer(self, replicate: int = 0, *, mask_fraction: float = 1.0):
@@ -253,7 +293,8 @@ class Study:
     def map_cache(self):
         from helpers.saliency.cache import MapCache
 
-        return MapCache(self.cache_dir / "maps")
+        # The book's one corrupt-entry policy (helpers._cache): set aside, warn, recompute.
+        return MapCache(self.cache_dir / "maps", on_corrupt="recompute")
 
     def method_settings(self, method: str) -> dict:
         """The preset's keyword overrides of ``method`` (empty: the paper's settings)."""

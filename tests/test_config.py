@@ -69,3 +69,21 @@ def test_auto_device_is_cpu_without_gpu():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_randomization_settings_have_the_papers_defaults_and_are_checked():
+    s = resolve("smoke")
+    assert s.randomization_init == "architecture" and s.randomization_batchnorm == "reset_affine"
+    assert s.label_randomization_target_accuracy == 0.9 and s.label_randomization_max_epochs >= 1
+    assert 0 < s.label_randomization_train_fraction <= 1
+    assert resolve("smoke", randomization_init="glorot_uniform", randomization_batchnorm="reset_all").randomization_init == "glorot_uniform"
+    for kwargs, fragment in (
+        (dict(randomization_init="default"), "unknown randomization_init 'default'"),
+        (dict(randomization_batchnorm="freeze"), "unknown randomization_batchnorm 'freeze'"),
+        (dict(label_randomization_target_accuracy=90), "label_randomization_target_accuracy must be a number in (0, 1]"),
+        (dict(label_randomization_train_fraction=0.0), "label_randomization_train_fraction must be a number in (0, 1]"),
+        (dict(label_randomization_max_epochs=0), "label_randomization_max_epochs must be a positive integer"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            resolve("smoke", **kwargs)
+        assert fragment in str(error.value)

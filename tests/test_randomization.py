@@ -20,6 +20,7 @@ from helpers.randomization import (
     RandomizationError,
     block_seed,
     blocks_for,
+    replicate_seed,
     fully_randomized,
     randomized_states,
     state_labels,
@@ -228,9 +229,59 @@ class TestRules:
         kaiming = fully_randomized(model, reinit="kaiming_normal").block4.conv
         expected_std = (2 / (8 * 3 * 3)) ** 0.5  # fan_out = out_channels * k * k, ReLU gain
         assert kaiming.weight.std().item() == pytest.approx(expected_std, rel=0.3)
-        default = fully_randomized(model, reinit="default").fc
+        reset = fully_randomized(model, reinit="reset_parameters").fc
         bias_bound = 1 / fan_in**0.5  # nn.Linear.reset_parameters
-        assert default.bias.abs().max().item() <= bias_bound and default.bias.abs().sum() > 0
+        assert reset.bias.abs().max().item() <= bias_bound and reset.bias.abs().sum() > 0
+        with pytest.raises(RandomizationError, match="unknown reinit rule 'default'"):
+            fully_randomized(model, reinit="default")  # renamed: it was PyTorch's reset_parameters, not the models' own
+
+    @staticmethod
+    def _wide_smallcnn():
+        """A smallcnn with a large last block (256 -> 512 channels): 1.2 M weights pin a std to ~0.1 %."""
+        from helpers.models.zoo import SmallCNN
+
+        model = SmallCNN(widths=(8, 16, 256, 512))
+        model.architecture = "smallcnn"
+        return _as_trained(model)
+
+    def test_default_is_the_architecture_s_own_initializer(self):
+        model = self._wide_smallcnn()
+        conv = fully_randomized(model, seed=3).block4.conv.weight  # default reinit="architecture"
+        fan_out = 512 * 3 * 3
+        assert conv.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.01)  # Kaiming-normal, fan_out, ReLU gain
+        assert conv.mean().item() == pytest.approx(0.0, abs=1e-4)
+        fresh = build("smallcnn", seed=0)  # what the zoo draws at construction
+        assert fresh.block4.conv.weight.std().item() == pytest.approx((2 / (128 * 9)) ** 0.5, rel=0.05)
+        reset = fully_randomized(model, seed=3, reinit="reset_parameters").block4.conv.weight
+        fan_in = 256 * 3 * 3  # Kaiming-uniform, a = sqrt(5): std = 1 / sqrt(3 fan_in)
+        assert reset.std().item() == pytest.approx((1 / (3 * fan_in)) ** 0.5, rel=0.01)
+        glorot = fully_randomized(model, seed=3, reinit="glorot_uniform").block4.conv.weight
+        assert glorot.std().item() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.01)
+        stds = {conv.std().item(), reset.std().item(), glorot.std().item()}
+        assert len(stds) == 3 and min(stds) < 0.8 * max(stds)  # the options really differ
+
+    def test_architecture_rule_is_the_zoo_s_per_architecture(self):
+        """InceptionV3: truncated normal σ = 0.1 on ±2; DenseNet: Kaiming-normal fan-in; the zoo's functions both ways."""
+        from helpers.models import zoo
+
+        torch.manual_seed(0)
+        conv = nn.Conv2d(192, 320, 3)
+        zoo.init_inception(conv)
+        # torchvision truncates at ±2 in absolute value (±20 σ), so the std stays 0.1
+        assert conv.weight.std().item() == pytest.approx(0.1, rel=0.01) and conv.weight.abs().max().item() <= 2
+        zoo.init_densenet(conv)
+        assert conv.weight.std().item() == pytest.approx((2 / (192 * 9)) ** 0.5, rel=0.01)
+        assert zoo.INITIALIZERS["resnet18"] is zoo.init_kaiming_fan_out is zoo.INITIALIZERS["smallcnn"]
+        assert zoo.INITIALIZERS["densenet121"] is zoo.init_densenet and zoo.INITIALIZERS["inception_v3"] is zoo.init_inception
+
+    def test_architecture_rule_follows_the_model(self, monkeypatch):
+        """The randomization calls the zoo's initializer of the model's architecture, not a copy of it."""
+        from helpers.models import zoo
+
+        calls = []
+        monkeypatch.setitem(zoo.INITIALIZERS, "smallcnn", lambda module: calls.append(type(module).__name__))
+        fully_randomized(_tiny_model(), seed=0)
+        assert sorted(set(calls)) == ["Conv2d", "Linear"] and len(calls) == 5
 
     def test_unknown_options(self):
         model = _tiny_model()
@@ -247,6 +298,7 @@ class TestRules:
         with pytest.raises(RandomizationError, match="twice"):
             randomized_states(model, blocks=["block1", "block1"])
         assert set(BATCHNORM_RULES) == {"keep", "reset_affine", "reset_all"}
+        assert REINIT_RULES[0] == "architecture" and {"reset_parameters", "glorot_uniform"} <= set(REINIT_RULES)
         assert issubclass(RandomizationError, ValueError)
 
     def test_unknown_architecture_or_missing_modules(self):
@@ -358,3 +410,36 @@ def test_self_explaining_models_randomize_their_head_first_then_the_backbone(bas
             assert not torch.equal(head_after[name], p), name
     for (name, p), (_, q) in zip(model.backbone.named_parameters(), states["Head"].backbone.named_parameters()):
         assert torch.equal(p, q), name  # below the head: untouched
+
+
+class TestReplicateSeeds:
+    def test_replicates_get_different_new_weights(self):
+        model = _tiny_model()
+        seeds = {replicate_seed(0, r) for r in range(5)} | {replicate_seed(1, r) for r in range(5)}
+        assert len(seeds) == 10 and all(0 <= s < 2**63 for s in seeds)
+        a = fully_randomized(model, seed=replicate_seed(0, 0)).block4.conv.weight
+        b = fully_randomized(model, seed=replicate_seed(0, 1)).block4.conv.weight
+        assert not torch.equal(a, b)
+        assert torch.equal(a, fully_randomized(model, seed=replicate_seed(0, 0)).block4.conv.weight)  # deterministic
+
+    def test_bad_replicate(self):
+        with pytest.raises(RandomizationError, match="replicate"):
+            replicate_seed(0, -1)
+
+
+def test_self_explaining_backbone_gets_the_base_initializer_and_the_head_its_own(monkeypatch):
+    """reinit='architecture' on a self-explaining model: backbone modules -> the base's rule, the head -> reset_parameters."""
+    from helpers.models import zoo
+    from helpers.trainable import build_self_explaining
+
+    model = build_self_explaining("smallcnn", seed=0).eval()
+    calls = []
+    monkeypatch.setitem(zoo.INITIALIZERS, "smallcnn", lambda module: calls.append(module))
+    reset = []
+    real_reset = nn.Conv2d.reset_parameters
+    monkeypatch.setattr(nn.Conv2d, "reset_parameters", lambda self: (reset.append(self), real_reset(self))[-1])
+    state = fully_randomized(model, seed=0)
+    backbone_convs = [m for m in state.backbone.modules() if isinstance(m, nn.Conv2d)]
+    head_convs = [m for m in state.head.modules() if isinstance(m, nn.Conv2d)]
+    assert len(calls) == len(backbone_convs) > 0 and all(isinstance(m, nn.Conv2d) for m in calls)
+    assert len(reset) == len(head_convs) > 0

@@ -12,7 +12,12 @@ Public API
     Seeded training with early stopping on validation ROC AUC, prediction and
     bootstrap confidence intervals (:mod:`helpers.models.training`).
 :func:`get_trained`
-    Train once, then load from ``<cache_dir>/models`` (:mod:`helpers.models.cache`).
+    Train once, then load from ``<cache_dir>/models`` (:mod:`helpers.models.cache`),
+    weights checked against their SHA-256; ``label_mode="permuted"`` fits
+    permuted labels (Adebayo et al.'s data randomization test).
+:func:`label_randomization_ready`
+    Whether a permuted-label model learned its labels well enough to judge
+    the label-randomization test, and the sentence that says so.
 :class:`ModelError`
     Bad input (a ``ValueError``).
 """
@@ -20,7 +25,15 @@ Public API
 from __future__ import annotations
 
 from helpers.models._errors import CacheCorruptError, CacheWarning, ModelError
-from helpers.models.cache import LABEL_MODES, MODEL_CODE_VERSION, cache_key, get_trained, training_seed
+from helpers.models.cache import (
+    LABEL_MODES,
+    MODEL_CODE_VERSION,
+    cache_key,
+    get_trained,
+    label_randomization_ready,
+    permuted_subset,
+    training_seed,
+)
 from helpers.models.relu import assert_relu_modules, count_relu_calls, gradcam_layer
 from helpers.models.training import (
     AUCInterval,
@@ -53,6 +66,8 @@ __all__ = [
     "get_trained",
     "cache_key",
     "training_seed",
+    "label_randomization_ready",
+    "permuted_subset",
     "LABEL_MODES",
     "MODEL_CODE_VERSION",
     "ModelError",

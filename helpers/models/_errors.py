@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from helpers._cache import CorruptCacheWarning
+
 __all__ = ["ModelError", "CacheCorruptError", "CacheWarning"]
 
 
@@ -13,5 +15,5 @@ class CacheCorruptError(ModelError):
     """A cached weights or record file exists but cannot be read back."""
 
 
-class CacheWarning(UserWarning):
+class CacheWarning(CorruptCacheWarning):
     """A corrupt cache entry was set aside (renamed ``*.corrupt``) and the model retrained."""

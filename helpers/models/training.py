@@ -2,7 +2,10 @@
 
 :func:`fit` is the one training loop of the book: the classifiers of every
 chapter and the trainable-saliency model (through its ``loss`` and
-``mask_available`` arguments) are trained by it.
+``mask_available`` arguments) are trained by it. ``select="train_accuracy"``
+trains a model to fit its training labels instead (Adebayo et al.'s data
+randomization test: a model trained on permuted labels must have memorized
+them, and must not be selected on the true labels).
 
 References
 ----------
@@ -14,6 +17,12 @@ References
    softmax head)
 .. [3] Efron, B., Tibshirani, R. J. (1993). An Introduction to the Bootstrap.
    Chapman & Hall (percentile intervals).
+.. [4] Adebayo, J. et al. (2018). Sanity checks for saliency maps. NeurIPS.
+   arXiv:1810.03292 (data randomization test: train on permuted labels until
+   the training accuracy is high)
+.. [5] Zhang, C., Bengio, S., Hardt, M., Recht, B., Vinyals, O. (2017).
+   Understanding deep learning requires rethinking generalization. ICLR.
+   arXiv:1611.03530 (networks fit random labels)
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from helpers.models._errors import ModelError
 
 __all__ = [
     "Augmentation",
+    "SELECTIONS",
     "TrainingResult",
     "AUCInterval",
     "fit",
@@ -45,6 +55,9 @@ __all__ = [
 ]
 
 LossFn = Callable[[nn.Module, dict], Tensor]
+
+#: What :func:`fit` selects the kept epoch on (see its ``select`` parameter).
+SELECTIONS = ("val_auc", "train_accuracy")
 
 
 @dataclass(frozen=True)
@@ -124,15 +137,29 @@ class TrainingResult:
         One dict per epoch: ``epoch`` (1-based), ``train_loss`` (mean of the
         training loss over the epoch, augmented batches), ``val_loss`` (plain
         cross-entropy on the validation set), ``val_auc`` (ROC AUC of
-        ``softmax(model(images))[:, 1]``), ``seconds``.
+        ``softmax(model(images))[:, 1]``), ``seconds``; with
+        ``select="train_accuracy"`` also ``train_accuracy``.
     best_epoch : int
         Epoch whose weights were restored.
     best_val_auc : float
+        Validation AUC of that epoch.
     epochs_run : int
     stopped_early : bool
+        Stopped before ``epochs``: after ``patience`` epochs without
+        improvement (``select="val_auc"``) or on reaching
+        ``target_accuracy`` (``select="train_accuracy"``).
     seconds : float
         Wall time of the whole fit.
     seed : int
+    selected_on : str
+        ``select`` of the fit.
+    train_accuracy : float
+        Accuracy of the restored weights on the training images with the
+        labels they were trained on (eval mode, no augmentation).
+    target_accuracy : float or None
+        The training accuracy aimed at (``select="train_accuracy"``).
+    reached_target : bool or None
+        ``train_accuracy >= target_accuracy`` (``None`` without a target).
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -142,6 +169,10 @@ class TrainingResult:
     stopped_early: bool = False
     seconds: float = 0.0
     seed: int = 0
+    selected_on: str = "val_auc"
+    train_accuracy: float = float("nan")
+    target_accuracy: float | None = None
+    reached_target: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON-serializable)."""
@@ -254,6 +285,12 @@ def _evaluate(model: nn.Module, images: Tensor, labels: Tensor, *, batch_size: i
     return loss, float(roc_auc_score(labels.numpy(), scores))
 
 
+def _accuracy(model: nn.Module, images: Tensor, labels: Tensor, *, batch_size: int, device: torch.device) -> float:
+    """Share of ``images`` whose argmax logit is ``labels`` (eval mode, no augmentation)."""
+    logits = _logits(model, images, batch_size=batch_size, device=device)
+    return float((logits.argmax(dim=1) == labels).to(torch.float64).mean().item())
+
+
 def _logits(model: nn.Module, images: Tensor, *, batch_size: int, device: torch.device) -> Tensor:
     was_training = model.training
     model.eval()
@@ -279,9 +316,15 @@ def fit(
     augment: bool | Augmentation = True,
     loss: LossFn | None = None,
     mask_available: np.ndarray | None = None,
+    select: str = "val_auc",
+    target_accuracy: float | None = None,
     progress: bool = True,
 ) -> TrainingResult:
     """Train ``model`` with Adam; keep the weights of the best validation ROC AUC; stop early.
+
+    With ``select="train_accuracy"``: keep the weights of the best accuracy on
+    the training labels and stop when it reaches ``target_accuracy``
+    (fitting permuted labels, Adebayo et al.'s data randomization test).
 
     Parameters
     ----------
@@ -303,7 +346,8 @@ def fit(
         Stop after this many epochs without improvement. An epoch improves if
         its validation AUC is higher than the best so far, or equal with a
         lower validation loss (on easy data the AUC saturates at 1.0 and the
-        loss still selects the better model).
+        loss still selects the better model). Not used with
+        ``select="train_accuracy"``.
     seed : int
         Seeds the order of the batches, the augmentation and torch's global
         generators (dropout) for the duration of the fit; deterministic
@@ -326,6 +370,19 @@ def fit(
     mask_available : array of bool (len(train),), optional
         Which training images may use their mask as pixel supervision
         (``batch["has_mask"] = mask_available[batch["index"]]``). Default: none.
+    select : {"val_auc", "train_accuracy"}, optional
+        ``"val_auc"`` (default): the epoch of the best validation AUC is
+        kept, early stopping after ``patience`` epochs without improvement.
+        ``"train_accuracy"``: after every epoch the accuracy on the training
+        images with the labels of ``train`` (eval mode, no augmentation) is
+        measured; the epoch of the highest accuracy is kept (ties: the lower
+        training loss), training stops as soon as it reaches
+        ``target_accuracy`` and otherwise runs all ``epochs``. The validation
+        set is still scored every epoch (``val_auc`` in the history) but
+        never selects or stops anything: with permuted training labels it
+        would stop on the labels the model is not being taught.
+    target_accuracy : float in (0, 1], optional
+        Required with ``select="train_accuracy"``, rejected otherwise.
     progress : bool, optional
         Print one line per epoch.
 
@@ -339,6 +396,14 @@ def fit(
         Bad settings or data (one class only, mismatched shapes), a model that
         does not return ``(B, 2)`` logits, or a non-finite training loss.
     """
+    if select not in SELECTIONS:
+        raise ModelError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    if select == "train_accuracy":
+        if (isinstance(target_accuracy, bool) or not isinstance(target_accuracy, (int, float))
+                or not math.isfinite(target_accuracy) or not (0.0 < float(target_accuracy) <= 1.0)):
+            raise ModelError(f"select='train_accuracy' needs target_accuracy in (0, 1], got {target_accuracy!r}")
+    elif target_accuracy is not None:
+        raise ModelError(f"target_accuracy={target_accuracy!r} is only used with select='train_accuracy' (select is {select!r})")
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 2), ("patience", patience, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ModelError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -365,14 +430,15 @@ def fit(
     seed = int(seed)
     name = getattr(model, "architecture", type(model).__name__)
 
-    result = TrainingResult(seed=seed)
+    result = TrainingResult(seed=seed, selected_on=select,
+                            target_accuracy=None if target_accuracy is None else float(target_accuracy))
     start = time.perf_counter()
     model.to(device)
     with _deterministic(seed, device):
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=float(learning_rate))
         best_state: dict[str, Tensor] | None = None
-        best_key = (-math.inf, math.inf)
+        best_key = (-math.inf, -math.inf)
         for epoch in range(1, int(epochs) + 1):
             t0 = time.perf_counter()
             model.train()
@@ -409,31 +475,48 @@ def fit(
                 "train_loss": total / max(seen, 1),
                 "val_loss": val_loss,
                 "val_auc": val_auc,
-                "seconds": time.perf_counter() - t0,
             }
+            if select == "train_accuracy":
+                row["train_accuracy"] = _accuracy(model, train_images, train_labels, batch_size=int(batch_size), device=device)
+                key = (row["train_accuracy"], -row["train_loss"])
+            else:
+                key = (val_auc, -val_loss)
+            row["seconds"] = time.perf_counter() - t0
             result.history.append(row)
             result.epochs_run = epoch
-            improved = (val_auc, -val_loss) > (best_key[0], -best_key[1])
+            improved = key > best_key
             if improved:
-                best_key = (val_auc, val_loss)
+                best_key = key
                 result.best_epoch, result.best_val_auc = epoch, val_auc
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if progress:
+                extra = f", train accuracy {row['train_accuracy']:.3f}" if "train_accuracy" in row else ""
                 print(
                     f"[{name}] epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f}, "
-                    f"val AUC {val_auc:.4f} ({row['seconds']:.1f} s){' *' if improved else ''}",
+                    f"val AUC {val_auc:.4f}{extra} ({row['seconds']:.1f} s){' *' if improved else ''}",
                     flush=True,
                 )
-            if epoch - result.best_epoch >= patience and epoch < epochs:
+            if select == "train_accuracy":
+                if row["train_accuracy"] >= float(target_accuracy) and epoch < epochs:
+                    result.stopped_early = True
+                    break
+            elif epoch - result.best_epoch >= patience and epoch < epochs:
                 result.stopped_early = True
                 break
     assert best_state is not None  # epochs >= 1 and the first epoch always improves on -inf
     model.load_state_dict(best_state)
     model.eval()
+    if select == "train_accuracy":
+        result.train_accuracy = float(result.history[result.best_epoch - 1]["train_accuracy"])
+        result.reached_target = bool(result.train_accuracy >= float(target_accuracy))
+    else:
+        result.train_accuracy = _accuracy(model, train_images, train_labels, batch_size=int(batch_size), device=device)
     result.seconds = time.perf_counter() - start
     if progress:
+        chosen = "train accuracy" if select == "train_accuracy" else "val AUC"
+        value = result.train_accuracy if select == "train_accuracy" else result.best_val_auc
         print(
-            f"[{name}] best epoch {result.best_epoch} (val AUC {result.best_val_auc:.4f}); "
+            f"[{name}] best epoch {result.best_epoch} ({chosen} {value:.4f}); "
             f"{result.epochs_run} epochs in {result.seconds:.1f} s{' (early stop)' if result.stopped_early else ''}",
             flush=True,
         )

@@ -14,9 +14,12 @@ Every model follows the model contract of ``CONTRIBUTING.md``:
   ``block1`` ... ``block4`` then ``fc``;
 * ``model.architecture`` names the architecture.
 
-Weights are initialized from scratch (torchvision's own initializers, drawn
-from ``seed`` when given) or loaded from a **local** state-dict file
-(``pretrained=``); nothing is ever downloaded.
+Weights are initialized from scratch by each architecture's own initializer
+(:data:`INITIALIZERS`, torchvision's rules, drawn from ``seed`` when given) or
+loaded from a **local** state-dict file (``pretrained=``); nothing is ever
+downloaded. The same initializer functions re-draw the weights of the
+model-randomization test (:mod:`helpers.randomization`, ``reinit="architecture"``),
+so "re-initialized" means "drawn as at construction".
 
 References
 ----------
@@ -43,6 +46,7 @@ from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision.models import densenet as _tv_densenet
 from torchvision.models import inception as _tv_inception
 from torchvision.models import resnet as _tv_resnet
@@ -61,6 +65,11 @@ __all__ = [
     "build",
     "load_pretrained",
     "file_sha256",
+    "INITIALIZERS",
+    "init_kaiming_fan_out",
+    "init_densenet",
+    "init_inception",
+    "initialize",
 ]
 
 #: Architectures :func:`build` knows.
@@ -130,6 +139,113 @@ def _scaling(name: str, in_channels: int) -> InputScaling:
     return InputScaling(in_channels=in_channels, min_size=MIN_IMAGE_SIZE[name], architecture=name)
 
 
+def init_kaiming_fan_out(module: nn.Module) -> None:
+    """SmallCNN's and ResNet's initializer of one module (in place; children untouched).
+
+    torchvision's ResNet rule: convolution weights ~ Kaiming-normal with
+    ``mode="fan_out"`` and the ReLU gain (std ``sqrt(2 / (out_channels * k * k))``),
+    batch-norm γ = 1, β = 0; a linear layer keeps PyTorch's default
+    (``reset_parameters``: Kaiming-uniform with ``a = sqrt(5)`` weights, uniform
+    biases in ``±1/sqrt(fan_in)``), which torchvision does not override.
+    Modules of other types are left alone.
+
+    References
+    ----------
+    .. [1] He, K., Zhang, X., Ren, S., Sun, J. (2015). Delving deep into
+       rectifiers. ICCV. arXiv:1502.01852
+    """
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, _BatchNorm) and module.affine:
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Linear):
+        module.reset_parameters()
+
+
+def init_densenet(module: nn.Module) -> None:
+    """DenseNet121's initializer of one module (in place): torchvision's DenseNet rule.
+
+    Convolution weights ~ Kaiming-normal with torchvision's call defaults
+    (``mode="fan_in"``, leaky-ReLU gain with ``a = 0``, i.e. std
+    ``sqrt(2 / fan_in)``); batch-norm γ = 1, β = 0; linear weights PyTorch's
+    default (Kaiming-uniform, ``a = sqrt(5)``) with zero bias.
+
+    References
+    ----------
+    .. [1] Huang, G. et al. (2017). Densely connected convolutional networks.
+       CVPR. arXiv:1608.06993 (torchvision's implementation)
+    """
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, _BatchNorm) and module.affine:
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Linear):
+        module.reset_parameters()
+        nn.init.zeros_(module.bias)
+
+
+def init_inception(module: nn.Module) -> None:
+    """InceptionV3's initializer of one module (in place): torchvision's ``init_weights=True`` rule.
+
+    Convolution and linear weights ~ normal(0, 0.1²) truncated to ``[-2, 2]``
+    (a module's ``stddev`` attribute overrides 0.1, as torchvision's
+    auxiliary head sets); a linear bias keeps PyTorch's default uniform draw
+    (torchvision does not override it); batch-norm γ = 1, β = 0.
+
+    References
+    ----------
+    .. [1] Szegedy, C. et al. (2016). Rethinking the Inception architecture for
+       computer vision. CVPR. arXiv:1512.00567 (torchvision's implementation)
+    """
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()  # the bias draw; the weight is replaced below
+        elif module.bias is not None:
+            nn.init.zeros_(module.bias)
+        std = float(getattr(module, "stddev", 0.1))
+        nn.init.trunc_normal_(module.weight, mean=0.0, std=std, a=-2, b=2)
+    elif isinstance(module, _BatchNorm) and module.affine:
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+#: Each architecture's own initializer of one module (applied to every module
+#: by :func:`initialize`; :func:`build` initializes every model with it).
+INITIALIZERS = {
+    "smallcnn": init_kaiming_fan_out,
+    "resnet18": init_kaiming_fan_out,
+    "resnet50": init_kaiming_fan_out,
+    "densenet121": init_densenet,
+    "inception_v3": init_inception,
+}
+
+
+def initialize(module: nn.Module, architecture: str) -> nn.Module:
+    """Apply ``architecture``'s own initializer (:data:`INITIALIZERS`) to ``module`` and all its submodules, in place.
+
+    Draws from torch's global generator (seed it, or use
+    :func:`torch.random.fork_rng`); returns ``module``.
+
+    Raises
+    ------
+    ModelError
+        Unknown architecture.
+    """
+    if architecture not in INITIALIZERS:
+        raise ModelError(f"no initializer for architecture {architecture!r}; valid architectures: {', '.join(INITIALIZERS)}")
+    rule = INITIALIZERS[architecture]
+    with torch.no_grad():
+        for submodule in module.modules():
+            rule(submodule)
+    return module
+
+
 class SmallCNN(nn.Module):
     """A fast four-block CNN for CPU runs: ``block1``..``block4`` (Conv3x3-BN-ReLU, max-pool after
     blocks 1-3), global average pooling and a linear ``fc``.
@@ -163,9 +279,7 @@ class SmallCNN(nn.Module):
             c_in = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c_in, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        initialize(self, "smallcnn")
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         x = self.input_scaling(x)
@@ -179,7 +293,7 @@ class ResNet(_tv_resnet.ResNet):
     def __init__(self, block: type, layers: list[int], *, name: str, num_classes: int, in_channels: int) -> None:
         super().__init__(block, layers, num_classes=num_classes)
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        initialize(self, name)
         _put_first(self, "input_scaling", _scaling(name, in_channels))
         make_relus_non_inplace(self)
 
@@ -207,9 +321,9 @@ class DenseNet(_tv_densenet.DenseNet):
     ) -> None:
         super().__init__(growth_rate, block_config, num_init_features, num_classes=num_classes)
         self.features.conv0 = nn.Conv2d(in_channels, num_init_features, kernel_size=7, stride=2, padding=3, bias=False)
-        nn.init.kaiming_normal_(self.features.conv0.weight)
         self.features.add_module("relu5", nn.ReLU())
         self.avgpool = nn.AdaptiveAvgPool2d(1)
+        initialize(self, "densenet121")
         _put_first(self, "input_scaling", _scaling("densenet121", in_channels))
         make_relus_non_inplace(self)
 
@@ -248,11 +362,11 @@ class Inception3(_tv_inception.Inception3):
             aux_logits=False,
             transform_input=False,
             inception_blocks=blocks,
-            init_weights=True,
+            init_weights=False,  # initialize() below applies the same rule once, to the final modules
             dropout=dropout,
         )
         self.Conv2d_1a_3x3 = conv(in_channels, 32, kernel_size=3, stride=2)
-        torch.nn.init.trunc_normal_(self.Conv2d_1a_3x3.conv.weight, mean=0.0, std=0.1, a=-2, b=2)
+        initialize(self, "inception_v3")
         _put_first(self, "input_scaling", _scaling("inception_v3", in_channels))
         make_relus_non_inplace(self)
 

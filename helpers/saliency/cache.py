@@ -30,12 +30,17 @@ be served stale maps; the id hash keeps ids that share a file-name slug
 (``"a/b"``, ``"a_b"``) apart. Every file also stores its full key, checked on
 read.
 
-Writes go through :func:`helpers._cache.atomic_write`. A file that cannot be
-read, has the wrong shape or dtype, non-finite values, or a key that does not
-match raises :class:`CorruptCacheEntryError` naming it
-(``on_corrupt="raise"``, the default), or is moved to
-``<root>/quarantine/`` with a warning and recomputed
-(``on_corrupt="recompute"``).
+Writes go through :func:`helpers._cache.atomic_write`. Every file stores the
+SHA-256 of its raw map's bytes beside it, checked on read (a flipped bit in
+the compressed stream does not always break the zip CRC's reader path, and a
+changed value must never be served). A file that cannot be read, fails that
+check, has the wrong shape or dtype, non-finite values, or a key that does not
+match follows the book's one corrupt-entry policy (:mod:`helpers._cache`):
+it is moved to ``<root>/quarantine/`` with a
+:class:`~helpers._cache.CorruptCacheWarning` naming it and recomputed
+(``on_corrupt="recompute"``, the default: maps are deterministic, so the
+recomputed map is the one the file should have held), or raises
+:class:`CorruptCacheEntryError` naming it (``on_corrupt="raise"``).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers._cache import atomic_write, stable_hash
+from helpers._cache import CorruptCacheWarning, atomic_write, check_on_corrupt, sha256_bytes, stable_hash
 from helpers.saliency import _compute_raw, _target_spec
 from helpers.saliency import _engine as E
 from helpers.saliency._errors import CorruptCacheEntryError, MapCacheError
@@ -70,7 +75,7 @@ __all__ = ["MapCache", "CacheStats", "CODE_VERSION", "weights_digest"]
 #: bump that method's ``version`` (see :func:`helpers.saliency.register`).
 CODE_VERSION = "1"
 
-_FORMAT = 2
+_FORMAT = 3  # 3: each file stores the SHA-256 of its raw map
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -133,8 +138,10 @@ class MapCache:
     ----------
     root : path
         Folder of the cache (created on first write), e.g. ``<cache_dir>/maps``.
-    on_corrupt : {"raise", "recompute"}, optional
-        What to do with an unreadable or mismatching entry (see the module docstring).
+    on_corrupt : {"recompute", "raise"}, optional
+        What to do with an unreadable or mismatching entry: quarantine it,
+        warn and recompute (default), or raise (see the module docstring and
+        :mod:`helpers._cache`).
 
     Attributes
     ----------
@@ -147,9 +154,8 @@ class MapCache:
     >>> maps = cache.get_or_compute(model, images, ids, "SG", model_key="resnet18-r0-1a2b", n_samples=5)  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | os.PathLike, *, on_corrupt: str = "raise") -> None:
-        if on_corrupt not in ("raise", "recompute"):
-            raise MapCacheError(f"on_corrupt must be 'raise' or 'recompute', got {on_corrupt!r}")
+    def __init__(self, root: str | os.PathLike, *, on_corrupt: str = "recompute") -> None:
+        check_on_corrupt(on_corrupt, error=MapCacheError)
         self.root = Path(root)
         self.on_corrupt = on_corrupt
         self.stats = CacheStats()
@@ -321,9 +327,12 @@ class MapCache:
 
     @staticmethod
     def _store(path: Path, raw: np.ndarray, entry_key: str) -> None:
+        raw = np.ascontiguousarray(raw, dtype=np.float32)
+        digest = sha256_bytes(raw.tobytes())
+
         def writer(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, raw=raw.astype(np.float32), key=np.array(entry_key))
+                np.savez_compressed(fh, raw=raw, key=np.array(entry_key), sha256=np.array(digest))
 
         atomic_write(path, writer)
 
@@ -332,10 +341,15 @@ class MapCache:
             with np.load(path, allow_pickle=False) as data:
                 raw = data["raw"]
                 stored_key = str(data["key"])
+                stored_digest = str(data["sha256"]) if "sha256" in data.files else None
         except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, zlib, CRC, npy header tokenizer)
             return self._corrupt(path, f"unreadable ({type(exc).__name__}: {exc})")
         if stored_key != entry_key:
             return self._corrupt(path, "its stored key does not match the file name's key")
+        if stored_digest is None:
+            return self._corrupt(path, "it holds no SHA-256 of its map")
+        if sha256_bytes(np.ascontiguousarray(raw).tobytes()) != stored_digest:
+            return self._corrupt(path, "its map does not match the SHA-256 stored with it")
         if raw.dtype != np.float32 or raw.ndim != 3 or raw.shape[-2:] != tuple(hw):
             return self._corrupt(path, f"expected a float32 (C, {hw[0]}, {hw[1]}) array, got {raw.dtype} {raw.shape}")
         if not np.isfinite(raw).all():
@@ -352,5 +366,6 @@ class MapCache:
             shutil.move(str(path), target)
         except FileNotFoundError:  # another process quarantined it first
             pass
-        warnings.warn(f"corrupt saliency-map cache entry {path} ({reason}) moved to {target}; recomputing", stacklevel=4)
+        warnings.warn(f"corrupt saliency-map cache entry {path} ({reason}) moved to {target}; recomputing",
+                      CorruptCacheWarning, stacklevel=4)
         return None

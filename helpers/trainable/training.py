@@ -6,28 +6,30 @@ loop: Adam, augmentation, early stopping on validation ROC AUC) with
 box are :func:`~helpers.trainable.supervision.box_subset` of the positive
 training images. Weights and a JSON record are stored under
 ``<cache_dir>/trainable/`` with a key that hashes everything that determines
-the weights.
+the weights; the record holds the weights' SHA-256, checked on load, and a
+corrupt entry follows the book's one policy (:mod:`helpers._cache`: set aside
+and retrained with a warning naming it, or ``on_corrupt="raise"``).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 
-from helpers._cache import atomic_write, stable_hash
+from helpers._cache import stable_hash
+from helpers._weights import load_checked_entry, write_entry
 from helpers.trainable.head import DEFAULT_POOLING, DEFAULT_SHARPNESS, TrainableConfigError
 from helpers.trainable.model import SelfExplainingClassifier, build_self_explaining
 from helpers.trainable.supervision import DEFAULT_BOX_WEIGHT, box_subset, supervision_seed, trainable_loss
 
 __all__ = ["TRAINABLE_VERSION", "get_trained_self_explaining", "training_seed"]
 
-#: Bump when the head, the loss or the training changes: old caches are then ignored.
-TRAINABLE_VERSION = 1
+#: Bump when the head, the loss, the training or the record changes: old caches are then ignored.
+#: 2: records hold the weights' SHA-256 (and the zoo's backbones are initialized by INITIALIZERS).
+TRAINABLE_VERSION = 2
 
 
 def training_seed(seed: int, replicate: int) -> int:
@@ -51,6 +53,7 @@ def get_trained_self_explaining(
     r: float = DEFAULT_SHARPNESS,
     box_weight: float = DEFAULT_BOX_WEIGHT,
     progress: bool = False,
+    on_corrupt: str = "recompute",
 ) -> tuple[SelfExplainingClassifier, dict[str, Any]]:
     """A trained self-explaining classifier for ``settings``, from the cache when possible.
 
@@ -78,6 +81,11 @@ def get_trained_self_explaining(
         :func:`~helpers.trainable.trainable_loss`.
     progress : bool, optional
         Print one line per epoch.
+    on_corrupt : {"recompute", "raise"}, optional
+        A cached entry whose record cannot be read or whose weights fail their
+        SHA-256 check: set aside (``*.corrupt``) and retrained with a
+        :class:`~helpers._cache.CorruptCacheWarning` naming it (default), or
+        :class:`TrainableConfigError` naming the file and the fix.
 
     Returns
     -------
@@ -87,13 +95,14 @@ def get_trained_self_explaining(
         ``box_fraction``, ``box_weight``, ``replicate``, ``seed``,
         ``box_indices`` (dataset indices of the boxed images), ``n_boxes``,
         ``n_positive_train``, ``training`` (:class:`helpers.models.training.TrainingResult`
-        as a dict) and ``cached`` (whether it was read from the cache).
+        as a dict), ``weights_sha256`` and ``cached`` (whether it was read
+        from the cache).
 
     Raises
     ------
     TrainableConfigError
-        Bad fraction or pooling, or an unreadable cache entry (named; delete
-        it to retrain).
+        Bad fraction or pooling, or (``on_corrupt="raise"``) a corrupt cache
+        entry (named, with the fix).
     """
     from helpers import models  # lazy: keeps ``import helpers.trainable`` light
     from helpers.config import resolve_device
@@ -139,13 +148,9 @@ def get_trained_self_explaining(
         image_size=int(data.size),
         pretrained=settings.pretrained or None,
     )
-    if weights_path.exists() and record_path.exists():
-        try:
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)
-            record = json.loads(record_path.read_text())
-            model.load_state_dict(state)
-        except Exception as error:  # an unreadable entry is reported, never silently retrained over
-            raise TrainableConfigError(f"cached self-explaining model {weights_path} cannot be read ({error}); delete it to retrain") from error
+    record = load_checked_entry(model, weights_path, record_path, key=key, on_corrupt=on_corrupt,
+                                error=TrainableConfigError, what="self-explaining model")
+    if record is not None:
         model.to(device).eval()
         record["cached"] = True
         return model, record
@@ -182,8 +187,6 @@ def get_trained_self_explaining(
         "n_positive_train": int((data.labels[train_idx] == 1).sum()),
         "training": result.as_dict(),
     }
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
-    atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+    write_entry(model, weights_path, record_path, record)
     record["cached"] = False
     return model, record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import warnings
 
@@ -11,7 +12,15 @@ import pytest
 import torch
 
 import helpers.models.cache as cache
-from helpers.models import CacheCorruptError, CacheWarning, ModelError, cache_key, get_trained, training_seed
+from helpers.models import (
+    CacheCorruptError,
+    CacheWarning,
+    ModelError,
+    cache_key,
+    get_trained,
+    label_randomization_ready,
+    training_seed,
+)
 
 
 def _states_equal(a, b) -> bool:
@@ -108,7 +117,7 @@ def test_corrupt_weights_are_set_aside_and_retrained(toy, toy_splits, tiny_setti
     model, record = get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False)
     weights = cache.weights_path(tiny_settings.cache_dir, architecture="smallcnn", replicate=0, label_mode="true", key=record["key"])
     weights.write_bytes(b"truncated")
-    with pytest.raises(CacheCorruptError, match=rf"cannot read cached weights .*{weights.name}.*delete"):
+    with pytest.raises(CacheCorruptError, match=rf"cached weights .*{weights.name}.* have SHA-256 .*delete"):
         get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False, on_corrupt="raise")
     assert weights.read_bytes() == b"truncated"
     with pytest.warns(CacheWarning, match="set aside"):
@@ -126,7 +135,10 @@ def test_foreign_weights_or_a_broken_record_count_as_corrupt(toy, toy_splits, ti
     _, record = get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False)
     weights = cache.weights_path(tiny_settings.cache_dir, architecture="smallcnn", replicate=0, label_mode="true", key=record["key"])
     good = weights.read_bytes()
+    record_file = weights.with_suffix(".json")
     torch.save({"fc.weight": torch.zeros(2, 3)}, weights)
+    stored = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**stored, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}))
     with pytest.raises(CacheCorruptError, match="do not fit architecture 'smallcnn'"):
         get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False, on_corrupt="raise")
     weights.write_bytes(good)
@@ -135,9 +147,98 @@ def test_foreign_weights_or_a_broken_record_count_as_corrupt(toy, toy_splits, ti
         get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False, on_corrupt="raise")
 
 
+def test_one_flipped_byte_in_the_weights_is_detected(toy, toy_splits, tiny_settings, counted_fit):
+    data = toy(64, 32, 0)
+    model, record = get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False)
+    weights = cache.weights_path(tiny_settings.cache_dir, architecture="smallcnn", replicate=0, label_mode="true", key=record["key"])
+    assert record["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    payload = bytearray(weights.read_bytes())
+    payload[len(payload) // 2] ^= 0x01  # inside a tensor's data: torch.load alone loads it silently
+    weights.write_bytes(bytes(payload))
+    with pytest.raises(CacheCorruptError, match=rf"{weights.name}.* have SHA-256 .* says .*changed after it was written"):
+        get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False, on_corrupt="raise")
+    with pytest.warns(CacheWarning, match=rf"{weights.name}.*set aside"):
+        again, _ = get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False)
+    assert len(counted_fit) == 2 and _states_equal(model, again)
+    assert weights.with_name(weights.name + ".corrupt").read_bytes() == bytes(payload)
+
+
+def test_a_record_without_a_weights_digest_is_not_trusted(toy, toy_splits, tiny_settings):
+    data = toy(64, 32, 0)
+    _, record = get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False)
+    weights = cache.weights_path(tiny_settings.cache_dir, architecture="smallcnn", replicate=0, label_mode="true", key=record["key"])
+    record_file = weights.with_suffix(".json")
+    stored = json.loads(record_file.read_text())
+    stored["weights_sha256"] = None
+    record_file.write_text(json.dumps(stored))
+    with pytest.raises(CacheCorruptError, match="holds no SHA-256"):
+        get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", progress=False, on_corrupt="raise")
+
+
+def test_the_permuted_model_has_its_own_seed(toy, toy_splits, tiny_settings):
+    for seed in range(20):
+        for replicate in range(3):
+            assert training_seed(seed, replicate, label_mode="permuted") != training_seed(seed, replicate)
+    data = toy(64, 32, 0)
+    true_key = cache_key(tiny_settings, data, toy_splits, architecture="smallcnn")[1]
+    permuted_key = cache_key(tiny_settings, data, toy_splits, architecture="smallcnn", label_mode="permuted")[1]
+    assert permuted_key["seed"] != true_key["seed"]
+    assert permuted_key["select"] == "train_accuracy" and "patience" not in permuted_key
+
+
+def test_permuted_model_fits_its_permuted_labels_and_reports_it(toy, toy_splits, tiny_settings, counted_fit):
+    """No early stop on the true validation labels, no augmentation, its own seed; the record says what it reached."""
+    data = toy(64, 32, 0)
+    settings = dataclasses.replace(tiny_settings, label_randomization_max_epochs=3, label_randomization_target_accuracy=1.0,
+                                   label_randomization_train_fraction=1.0, patience=1)
+    _, record = get_trained(settings, data, toy_splits, architecture="smallcnn", label_mode="permuted", progress=False)
+    (call,) = counted_fit
+    assert call["select"] == "train_accuracy" and call["target_accuracy"] == 1.0 and call["augment"] is False
+    assert call["epochs"] == 3 and call["seed"] == record["seed"] == training_seed(settings.seed, 0, label_mode="permuted")
+    assert record["selected_on"] == "train_accuracy" and record["target_accuracy"] == 1.0
+    best = max(row["train_accuracy"] for row in record["history"])
+    assert record["train_accuracy"] == best and record["reached_target"] == (best >= 1.0)
+    assert record["epochs_run"] == 3 or record["reached_target"]  # only the target stops it, never patience
+    assert 0.0 <= record["train_accuracy_true_labels"] <= 1.0 and 0.0 <= record["test_auc"] <= 1.0
+    ok, sentence = label_randomization_ready(record, min_accuracy=0.9)
+    assert ok == (record["train_accuracy"] >= 0.9)
+    assert f"{record['train_accuracy']:.3f}" in sentence and "test AUC" in sentence
+
+
+def test_permuted_model_on_a_subset_of_the_training_images(toy, toy_splits, tiny_settings, counted_fit):
+    data = toy(64, 32, 0)
+    settings = dataclasses.replace(tiny_settings, label_randomization_max_epochs=1, label_randomization_train_fraction=0.5)
+    _, record = get_trained(settings, data, toy_splits, architecture="smallcnn", label_mode="permuted", progress=False)
+    subset = cache.permuted_subset(toy_splits["train"], data.labels, fraction=0.5, seed=settings.seed, replicate=0)
+    assert record["n_train"] == len(subset) == 20 and record["train_fraction"] == 0.5
+    assert sorted(counted_fit[0]["train_labels"]) == sorted(data.labels[subset])
+    assert set(subset) <= set(toy_splits["train"]) and set(data.labels[subset]) == {0, 1}
+    full = cache_key(tiny_settings, data, toy_splits, architecture="smallcnn", label_mode="permuted")[0]
+    assert record["key"] != full
+    elsewhere = dataclasses.replace(settings, cache_dir=settings.cache_dir + "-again")
+    first = get_trained(settings, data, toy_splits, architecture="smallcnn", label_mode="permuted", progress=False)[0]
+    again, record2 = get_trained(elsewhere, data, toy_splits, architecture="smallcnn", label_mode="permuted", progress=False)
+    assert not record2["cache_hit"] and _states_equal(first, again)  # same settings and seed: the same model
+    assert record2["weights_sha256"] == record["weights_sha256"]
+
+
+def test_label_randomization_ready_refuses_below_the_level():
+    record = {"label_mode": "permuted", "architecture": "smallcnn", "train_accuracy": 0.62, "epochs_run": 60,
+              "n_train": 280, "test_auc": 0.51, "test_auc_low": 0.42, "test_auc_high": 0.6}
+    ok, sentence = label_randomization_ready(record, min_accuracy=0.9)
+    assert not ok and "0.620" in sentence and "not judged" in sentence and "[0.42, 0.60]" in sentence
+    ok, sentence = label_randomization_ready({**record, "train_accuracy": 0.93}, min_accuracy=0.9)
+    assert ok and "is judged" in sentence
+    with pytest.raises(ModelError, match="permuted-label model"):
+        label_randomization_ready({**record, "label_mode": "true"}, min_accuracy=0.9)
+    with pytest.raises(ModelError, match="min_accuracy"):
+        label_randomization_ready(record, min_accuracy=90)
+
+
 def test_permuted_mode_trains_on_permuted_labels_and_keeps_true_validation_labels(toy, toy_splits, tiny_settings, counted_fit):
     data = toy(64, 32, 0)
-    _, record = get_trained(tiny_settings, data, toy_splits, architecture="smallcnn", label_mode="permuted", progress=False)
+    settings = dataclasses.replace(tiny_settings, label_randomization_train_fraction=1.0, label_randomization_max_epochs=2)
+    _, record = get_trained(settings, data, toy_splits, architecture="smallcnn", label_mode="permuted", progress=False)
     (call,) = counted_fit
     true_train = data.labels[toy_splits["train"]]
     expected = cache.permuted_labels(true_train, seed=tiny_settings.seed, replicate=0)

@@ -83,6 +83,53 @@ def test_early_stopping_after_patience_epochs_without_improvement(toy):
     assert no_stop.epochs_run == 2 and not no_stop.stopped_early
 
 
+def test_train_accuracy_selection_never_stops_on_the_validation_auc(toy):
+    """The case that stops a val-AUC fit after ``patience`` epochs runs to the cap when it selects on training accuracy."""
+    train, val = toy(32, 32, 0), toy(16, 32, 1)
+    zero_loss = lambda model, batch: 0.0 * model(batch["images"]).sum()  # noqa: E731 - weights never move
+    common = dict(epochs=6, batch_size=16, learning_rate=1e-3, patience=1, seed=0, loss=zero_loss, progress=False)
+    by_auc = fit(_NoBatchNorm(), train, val, **common)
+    assert by_auc.stopped_early and by_auc.epochs_run == 2  # the validation AUC never improves
+    by_accuracy = fit(_NoBatchNorm(), train, val, select="train_accuracy", target_accuracy=1.0, **common)
+    assert by_accuracy.epochs_run == 6 and not by_accuracy.stopped_early
+    assert by_accuracy.selected_on == "train_accuracy" and by_accuracy.reached_target is False
+    assert all("train_accuracy" in row for row in by_accuracy.history)
+    labels = np.asarray(train.labels)
+    assert by_accuracy.train_accuracy == pytest.approx(
+        np.mean(predict_proba(_NoBatchNorm(), train).round().astype(int) == labels))
+
+
+def test_train_accuracy_selection_keeps_the_best_epoch_and_stops_on_the_target(toy, monkeypatch):
+    """Hand-made accuracy sequences: the kept epoch is the most accurate one; reaching the target stops."""
+    import helpers.models.training as training
+
+    train, val = toy(32, 32, 0), toy(16, 32, 1)
+    aucs = iter([0.9, 0.5, 0.4, 0.3, 0.2, 0.1])  # best true-label validation AUC at epoch 1
+    monkeypatch.setattr(training, "_evaluate", lambda *a, **k: (0.7, next(aucs)))
+    accuracies = iter([0.5, 0.8, 0.7, 0.95, 0.99])
+    monkeypatch.setattr(training, "_accuracy", lambda *a, **k: next(accuracies))
+    result = fit(build("smallcnn", seed=0), train, val, epochs=6, seed=0, select="train_accuracy",
+                 target_accuracy=0.9, **FAST)
+    assert result.epochs_run == 4 and result.stopped_early and result.best_epoch == 4
+    assert result.train_accuracy == 0.95 and result.reached_target is True and result.target_accuracy == 0.9
+    accuracies = iter([0.5, 0.8, 0.7])
+    aucs = iter([0.9, 0.5, 0.4])
+    capped = fit(build("smallcnn", seed=0), train, val, epochs=3, seed=0, select="train_accuracy",
+                 target_accuracy=0.9, **FAST)
+    assert capped.epochs_run == 3 and not capped.stopped_early and capped.best_epoch == 2
+    assert capped.train_accuracy == 0.8 and capped.reached_target is False
+
+
+def test_selection_options_are_checked(toy):
+    train, val = toy(32, 32, 0), toy(16, 32, 1)
+    with pytest.raises(ModelError, match="select must be one of"):
+        fit(build("smallcnn", seed=0), train, val, epochs=1, seed=0, select="val_loss", **FAST)
+    with pytest.raises(ModelError, match="needs target_accuracy in"):
+        fit(build("smallcnn", seed=0), train, val, epochs=1, seed=0, select="train_accuracy", **FAST)
+    with pytest.raises(ModelError, match="only used with select='train_accuracy'"):
+        fit(build("smallcnn", seed=0), train, val, epochs=1, seed=0, target_accuracy=0.9, **FAST)
+
+
 def test_learns_the_toy_task(toy):
     model = build("smallcnn", seed=0)
     result = fit(model, toy(64, 32, 0), toy(32, 32, 1), epochs=3, seed=0, **FAST)

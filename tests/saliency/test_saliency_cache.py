@@ -12,6 +12,7 @@ from conftest import blob_images, tiny_cnn
 
 import helpers.saliency as S
 from helpers.saliency import cache as C
+from helpers._cache import CorruptCacheWarning
 from helpers.saliency.cache import MapCache, weights_digest
 from helpers.saliency.registry import register, unregister
 
@@ -39,7 +40,7 @@ def setup(tmp_path):
     model = tiny_cnn(seed=0)
     images = blob_images(4, 16, seed=11)
     ids = [f"img-{i}" for i in range(4)]
-    return MapCache(tmp_path / "maps"), model, images, ids
+    return MapCache(tmp_path / "maps", on_corrupt="raise"), model, images, ids
 
 
 def _npz(cache: MapCache) -> list:
@@ -164,9 +165,21 @@ def _damage(path, how):
         path.write_bytes(bytes(b))
     elif how == "empty":
         path.write_bytes(b"")
+    elif how == "one byte":
+        b = bytearray(data)
+        b[len(b) // 2] ^= 0x01
+        path.write_bytes(bytes(b))
 
 
-@pytest.mark.parametrize("how", ["truncated", "flipped", "empty"])
+def _rewrite(path, raw, key, *, digest=None):
+    """A well-formed entry holding ``raw`` (with its own SHA-256 unless ``digest`` is given)."""
+    raw = np.ascontiguousarray(raw)
+    digest = C.sha256_bytes(np.ascontiguousarray(raw).tobytes()) if digest is None else digest
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, raw=raw, key=np.array(key), sha256=np.array(digest))
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped", "empty", "one byte"])
 def test_damaged_file_raises_an_error_naming_it(setup, counted, how):
     cache, model, images, ids = setup
     cache.get_or_compute(model, images, ids, "TEST_COUNT", model_key="m0")
@@ -187,12 +200,29 @@ def test_entry_with_another_key_or_bad_values_is_refused(setup, counted):
         cache.get_or_compute(model, images, ids, "TEST_COUNT", model_key="m0")
     with np.load(first) as data:
         key = str(data["key"])
-    np.savez_compressed(first, raw=np.full((1, 16, 16), np.nan, dtype=np.float32), key=np.array(key))
+    _rewrite(first, np.full((1, 16, 16), np.nan, dtype=np.float32), key)
     with pytest.raises(S.CorruptCacheEntryError, match="NaN"):
         cache.get_or_compute(model, images[:1], ids[:1], "TEST_COUNT", model_key="m0")
-    np.savez_compressed(first, raw=np.zeros((1, 8, 8), dtype=np.float32), key=np.array(key))
+    _rewrite(first, np.zeros((1, 8, 8), dtype=np.float32), key)
     with pytest.raises(S.CorruptCacheEntryError, match="float32"):
         cache.get_or_compute(model, images[:1], ids[:1], "TEST_COUNT", model_key="m0")
+
+
+def test_a_changed_value_that_still_reads_fails_the_content_hash(setup, counted):
+    """One value changed in a well-formed file (zip CRCs intact): the stored SHA-256 catches it."""
+    cache, model, images, ids = setup
+    cache.get_or_compute(model, images, ids, "TEST_COUNT", model_key="m0")
+    victim = _npz(cache)[0]
+    with np.load(victim) as data:
+        raw, key, digest = data["raw"].copy(), str(data["key"]), str(data["sha256"])
+    assert digest == C.sha256_bytes(raw.tobytes())
+    raw.reshape(-1)[7] += 1.0
+    _rewrite(victim, raw, key, digest=digest)
+    with pytest.raises(S.CorruptCacheEntryError, match="does not match the SHA-256"):
+        cache.get_or_compute(model, images, ids, "TEST_COUNT", model_key="m0")
+    _rewrite(victim, raw, key, digest="")
+    with pytest.raises(S.CorruptCacheEntryError, match="does not match the SHA-256"):
+        cache.get_or_compute(model, images, ids, "TEST_COUNT", model_key="m0")
 
 
 def test_recompute_mode_quarantines_and_recomputes(setup, counted):
@@ -200,8 +230,8 @@ def test_recompute_mode_quarantines_and_recomputes(setup, counted):
     expected = cache.get_or_compute(model, images, ids, "TEST_COUNT", model_key="m0")
     victim = _npz(cache)[0]
     _damage(victim, "truncated")
-    healing = MapCache(cache.root, on_corrupt="recompute")
-    with pytest.warns(UserWarning, match="moved to"):
+    healing = MapCache(cache.root)  # the default, as every cache of the book: quarantine, warn, recompute
+    with pytest.warns(CorruptCacheWarning, match=rf"{victim.name}.*moved to"):
         got = healing.get_or_compute(model, images, ids, "TEST_COUNT", model_key="m0")
     assert counted == [4, 1] and len(list((cache.root / "quarantine").iterdir())) == 1
     with warnings.catch_warnings():

@@ -108,3 +108,24 @@ def test_boxes_go_to_the_recorded_positive_subset_and_training_is_deterministic(
     assert all(torch.equal(a[k], b[k]) for k in a)
     _, other = training.get_trained_self_explaining(_settings(tmp_path / "a", epochs=1), data, splits, architecture="smallcnn", box_fraction=0.5, replicate=1)
     assert other["key"] != record["key"] and other["box_indices"] != record["box_indices"]
+
+
+def test_one_flipped_byte_in_the_cached_weights_is_detected(blob_data, tmp_path):
+    from helpers._cache import CorruptCacheWarning
+    from helpers.trainable import TrainableConfigError
+
+    data, splits = blob_data
+    settings = _settings(tmp_path, epochs=1)
+    model, record = training.get_trained_self_explaining(settings, data, splits, architecture="smallcnn")
+    (weights,) = (tmp_path / "trainable").glob("*.pt")
+    assert len(record["weights_sha256"]) == 64
+    payload = bytearray(weights.read_bytes())
+    payload[len(payload) // 2] ^= 0x01  # inside a tensor's data: torch.load alone loads it silently
+    weights.write_bytes(bytes(payload))
+    with pytest.raises(TrainableConfigError, match=rf"{weights.name}.* have SHA-256 .*delete"):
+        training.get_trained_self_explaining(settings, data, splits, architecture="smallcnn", on_corrupt="raise")
+    with pytest.warns(CorruptCacheWarning, match=rf"{weights.name}.*set aside"):
+        again, record2 = training.get_trained_self_explaining(settings, data, splits, architecture="smallcnn")
+    assert record2["cached"] is False and weights.with_name(weights.name + ".corrupt").exists()
+    a, b = model.state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # deterministic retraining restores the same model

@@ -57,8 +57,11 @@ real-layouts: install
 	    --param results_dir=$(REAL_LAYOUTS)/$$ds/results --out $(REAL_LAYOUTS)/$$ds/executed; \
 	done
 
-## Open every built page in headless Chromium; fails on a page error or a missing figure.
+## Open every built page in headless Chromium and fail on what a reader would complain about (progress bars,
+## overflowing code, broken images, missing Overview/Summary, uncaptioned figures); full-page screenshots go to
+## _build/screenshots/. `setup-check` installs Debian's chromium first when it is missing (needs root).
 check-book: install
+	$(PY) -m helpers.book setup-check
 	$(PY) -m helpers.book check
 
 clean:

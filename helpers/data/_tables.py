@@ -141,10 +141,22 @@ def check_limit(limit) -> int | None:
 
 
 def progress_bar(iterable, *, desc: str, progress: bool | None):
-    """tqdm over ``iterable``; ``progress=None`` shows it only on a terminal."""
+    """tqdm over ``iterable``; ``progress=None`` shows it only on a terminal, ``False`` never.
+
+    ``True`` leaves ``disable`` to tqdm's default, so that ``TQDM_DISABLE=1``
+    (set for the book's papermill kernels) still hides the bar: passing
+    ``disable=False`` would override the environment and draw the bar into
+    the executed notebook.
+    """
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, disable=(None if progress is None else not progress), leave=False)
+    if progress is False:
+        options = {"disable": True}
+    elif progress is None and "TQDM_DISABLE" not in os.environ:
+        options = {"disable": None}  # tqdm: only when the output is a terminal
+    else:
+        options = {}  # tqdm's default, which TQDM_* environment variables override
+    return tqdm(iterable, desc=desc, leave=False, **options)
 
 
 def find_files(root: Path, suffixes: tuple[str, ...]) -> dict[str, list[Path]]:

@@ -73,7 +73,7 @@ MEASURE_JS = r"""
                        .map(img => img.getAttribute('src') || '');
   const overflowing = [];
   for (const pre of document.querySelectorAll('main pre')) {
-    if (pre.offsetParent === null) continue;  // not displayed (inside a folded toggle)
+    if (pre.checkVisibility ? !pre.checkVisibility() : pre.offsetParent === null) continue;  // folded toggle
     const excess = pre.scrollWidth - pre.clientWidth;
     if (excess > 1) {
       const lines = pre.textContent.split('\n');

@@ -22,8 +22,8 @@ from typing import Sequence
 from helpers.book._base import CHAPTERS, EXECUTED_DIR, NOTEBOOKS_DIR, BookError, NotebookStructureError, _root
 from helpers.book.browser import install_chromium
 from helpers.book.build import html
-from helpers.book.page_check import check
 from helpers.book.execution import execute, parse_params
+from helpers.book.page_check import check
 from helpers.book.structure import PACKAGE_SPEC, check_notebook_structure, pin_colab
 from helpers.config import NOTEBOOK_PARAMETERS, PRESETS
 

@@ -59,6 +59,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from helpers import __version__
 from helpers.book._base import NOTEBOOKS_DIR, BookInputError, NotebookStructureError, _root
 from helpers.config import COLAB_HOME, HOME_ENV, NOTEBOOK_PARAMETERS
 
@@ -73,10 +74,10 @@ __all__ = [
 
 #: The book's repository (launch buttons, Colab install). A fork changes it here and in ``_config.yml``.
 REPOSITORY_URL = "https://github.com/saliency-trust-book/saliency-trust-book"
-#: The released version the Colab cell installs (tag ``v<BOOK_VERSION>`` of :data:`REPOSITORY_URL`); the one
-#: pin of the Colab path. It equals ``pyproject.toml``'s version (a test checks it); after changing it, run
-#: ``python -m helpers.book pin-colab`` and tag the release.
-BOOK_VERSION = "0.1.0"
+#: The released version the Colab cell installs (tag ``v<BOOK_VERSION>`` of :data:`REPOSITORY_URL`): the
+#: package's own ``helpers.__version__``, which equals ``pyproject.toml``'s version (a test checks it). After a
+#: version bump, run ``python -m helpers.book pin-colab`` and tag the release.
+BOOK_VERSION = __version__
 #: What the Colab cell installs: a tag, never the moving tip of the default branch.
 PACKAGE_SPEC = f"saliency-trust-book @ git+{REPOSITORY_URL}@v{BOOK_VERSION}"
 

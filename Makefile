@@ -1,7 +1,8 @@
 # The saliency trust book: two commands.
 #   make book   builds the whole book on the embedded synthetic data (PRESET=default)
-#   make test   runs the tests, executes every notebook on the smoke preset and
-#               builds the book with warnings as errors
+#   make test   runs the tests, executes every notebook on the smoke preset,
+#               builds the book with warnings as errors, runs chapters 00-01 on the real
+#               datasets' layouts and chapter 00 on a loose-range install (loose-install)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,8 +12,9 @@ BOOK_ARGS ?=
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
 REAL_LAYOUTS := _build/real-layouts
+LOOSE := _build/loose-install
 
-.PHONY: install book notebooks html test unit check-book real-layouts clean
+.PHONY: install book notebooks html test unit setup-check check-book real-layouts loose-install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,7 @@ test: install
 	$(PY) -m helpers.book execute --preset smoke --strict
 	$(PY) -m helpers.book html --strict
 	$(MAKE) --no-print-directory real-layouts
+	$(MAKE) --no-print-directory loose-install
 
 ## The chapters unchanged on the real datasets' on-disk layouts: a folder written by
 ## `python -m helpers.data synth` (DICOM, RSNA box CSV, SIIM RLE CSV) read as dataset=rsna and
@@ -57,9 +60,29 @@ real-layouts: install
 	    --param results_dir=$(REAL_LAYOUTS)/$$ds/results --out $(REAL_LAYOUTS)/$$ds/executed; \
 	done
 
-## Open every built page in headless Chromium; fails on a page error or a missing figure.
-check-book: install
+## The install path of the notebooks' Colab cell: a fresh venv under $(LOOSE) that installs the package with
+## only pyproject.toml's ranges (`pip install .[book,test]`, not requirements.txt's pins, not editable), then
+## chapter 00 on the smoke preset with it, run from a folder without the source tree (notebooks, _config.yml,
+## _toc.yml copied) so that the kernel imports the installed package, as in Colab.
+loose-install:
+	rm -rf $(LOOSE)
+	$(PYTHON) -m venv $(LOOSE)/venv
+	$(LOOSE)/venv/bin/python -m pip install --quiet ".[book,test]"
+	$(LOOSE)/venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	mkdir -p $(LOOSE)/root
+	cp -r _config.yml _toc.yml notebooks $(LOOSE)/root/
+	cd $(LOOSE)/root && env -u PYTHONPATH ../venv/bin/python -m helpers.book execute --preset smoke --no-progress \
+	  --only 00_data_and_models --param cache_dir=../cache --param results_dir=../results --out ../executed
+
+## Open every built page in headless Chromium and fail on what a reader would complain about (progress bars,
+## overflowing code, broken images, missing Overview/Summary, uncaptioned figures); full-page screenshots go to
+## _build/screenshots/. `setup-check` (below) installs Debian's chromium first when it is missing (needs root).
+check-book: setup-check
 	$(PY) -m helpers.book check
+
+## Install headless Chromium for the page check (Debian's package, apt-get as root) when it is missing.
+setup-check: install
+	$(PY) -m helpers.book setup-check
 
 clean:
 	rm -rf _build book/executed results

@@ -12,7 +12,10 @@ Unknown names or values raise :class:`ConfigError` listing the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,8 +26,12 @@ __all__ = [
     "PRESETS",
     "DATASETS",
     "NOTEBOOK_PARAMETERS",
+    "COLAB_HOME",
+    "HOME_ENV",
+    "default_dirs",
     "resolve",
     "resolve_device",
+    "require_two_architectures",
 ]
 
 
@@ -49,6 +56,12 @@ NOTEBOOK_PARAMETERS = (
     "cache_dir",
     "results_dir",
 )
+
+#: Where caches and results go in Google Colab (``cache/`` and ``results/`` below it) unless :data:`HOME_ENV` is set.
+COLAB_HOME = "/content/saliency-trust-book"
+#: Environment variable naming a folder for ``cache/`` and ``results/`` (e.g. a Google Drive folder in Colab, so
+#: that a runtime reset loses nothing); it applies wherever it is set.
+HOME_ENV = "SALIENCY_BOOK_HOME"
 
 PAPER_METHODS = ("GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM")
 
@@ -254,6 +267,25 @@ def _coerce_sequence(name: str, value: Any) -> tuple[str, ...]:
         raise ConfigError(f"parameter {name!r} must be a list of names, got {value!r}") from None
 
 
+def default_dirs() -> dict[str, str]:
+    """Default ``cache_dir`` and ``results_dir`` where no parameter sets them.
+
+    ``$SALIENCY_BOOK_HOME/cache`` and ``.../results`` when :data:`HOME_ENV` is
+    set; in Google Colab (``google.colab`` imported) ``/content/saliency-trust-book/...``
+    (:data:`COLAB_HOME`, which the notebooks' Colab cell names); elsewhere
+    ``.cache`` and ``results`` relative to the current folder.
+
+    Returns
+    -------
+    dict
+        ``{"cache_dir": ..., "results_dir": ...}``.
+    """
+    home = os.environ.get(HOME_ENV) or (COLAB_HOME if "google.colab" in sys.modules else None)
+    if home:
+        return {"cache_dir": str(Path(home) / "cache"), "results_dir": str(Path(home) / "results")}
+    return {"cache_dir": Settings.cache_dir, "results_dir": Settings.results_dir}
+
+
 def resolve(preset: str = "default", **overrides: Any) -> Settings:
     """Settings of ``preset`` with ``overrides`` applied and validated.
 
@@ -273,7 +305,9 @@ def resolve(preset: str = "default", **overrides: Any) -> Settings:
     Raises
     ------
     ConfigError
-        Unknown preset, parameter or value; the message lists the valid ones.
+        Unknown preset, parameter or value; the message names the parameter
+        and lists the valid values (a wrong type, such as ``seed="abc"`` or
+        ``n_images=2.5``, included).
 
     Examples
     --------
@@ -282,7 +316,7 @@ def resolve(preset: str = "default", **overrides: Any) -> Settings:
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}.{_closest(preset, PRESETS)}")
-    values: dict[str, Any] = dict(PRESETS[preset])
+    values: dict[str, Any] = {**default_dirs(), **PRESETS[preset]}
     values["preset"] = preset
     for name, value in overrides.items():
         if name not in _FIELDS or name == "preset":
@@ -300,7 +334,34 @@ def resolve(preset: str = "default", **overrides: Any) -> Settings:
     return settings
 
 
+#: Settings that must be integers, with their smallest valid value.
+_INTEGERS = {"image_size": 1, "n_images": 1, "n_replicates": 1, "n_synthetic": 1, "epochs": 1, "batch_size": 1,
+             "n_bootstrap": 1, "localizer_channels": 1, "patience": 0, "seed": 0}
+
+
+def _check_integer(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if int(value) < minimum:
+        raise ConfigError(f"{name} must be {'a positive integer' if minimum == 1 else f'an integer >= {minimum}'}, "
+                          f"got {value!r}")
+
+
+def _check_folder(name: str, value: Any) -> None:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"{name} must be a folder path (a string), got {value!r}")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{name} {str(value)!r} is an existing file, not a folder; give {name} a folder path "
+                          f"(it is created when missing)")
+
+
 def _validate(s: Settings) -> None:
+    for name in ("dataset", "device"):
+        if not isinstance(getattr(s, name), str):
+            raise ConfigError(f"{name} must be a string, got {getattr(s, name)!r} ({type(getattr(s, name)).__name__})"
+                              + ("; valid: auto, cpu, cuda, cuda:N, mps" if name == "device" else
+                                 f"; valid datasets: {', '.join(DATASETS)}"))
     if s.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {s.dataset!r}; valid datasets: {', '.join(DATASETS)}.{_closest(s.dataset, DATASETS)}")
     if s.dataset != "synthetic":
@@ -308,15 +369,27 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"dataset={s.dataset!r} needs data_dir pointing at the dataset's folder")
         if not Path(s.data_dir).is_dir():
             raise ConfigError(f"data_dir {s.data_dir!r} is not a folder (dataset={s.dataset!r})")
+    for name, minimum in _INTEGERS.items():
+        _check_integer(name, getattr(s, name), minimum)
     if not (32 <= int(s.image_size) <= 1024):
         raise ConfigError(f"image_size must be between 32 and 1024 pixels, got {s.image_size!r}")
-    for name in ("n_images", "n_replicates", "n_synthetic", "epochs", "batch_size", "n_bootstrap", "localizer_channels"):
-        if int(getattr(s, name)) < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {getattr(s, name)!r}")
+    for name in ("cache_dir", "results_dir"):
+        _check_folder(name, getattr(s, name))
+    for name in ("learning_rate", "positive_fraction"):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if not float(s.learning_rate) > 0:
+        raise ConfigError(f"learning_rate must be positive, got {s.learning_rate!r} (the presets use 1e-3 and 7e-5)")
     if not s.architectures:
         raise ConfigError("architectures must name at least one architecture")
     if not s.methods:
         raise ConfigError("methods must name at least one saliency method")
+    for name in ("architectures", "methods"):
+        names = getattr(s, name)
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ConfigError(f"{name} must be distinct; {doubled} appear(s) more than once in {list(names)}")
     # Names are checked against the registries lazily, to keep this module
     # importable without torch.
     from helpers.models import ARCHITECTURES  # noqa: WPS433
@@ -333,6 +406,8 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"method_settings names unknown method {m!r}; valid methods: {', '.join(METHODS)}")
     if not (0.0 < float(s.positive_fraction) < 1.0):
         raise ConfigError(f"positive_fraction must lie in (0, 1), got {s.positive_fraction!r}")
+    if not isinstance(s.method_settings, Mapping) or not all(isinstance(v, Mapping) for v in s.method_settings.values()):
+        raise ConfigError(f"method_settings must map method names to dicts of settings, got {s.method_settings!r}")
     if s.device != "auto" and not (s.device == "cpu" or s.device.startswith("cuda") or s.device == "mps"):
         raise ConfigError(f"unknown device {s.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
 
@@ -354,6 +429,37 @@ def _validate_randomization(s: Settings) -> None:
     epochs = s.label_randomization_max_epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"label_randomization_max_epochs must be a positive integer, got {epochs!r}")
+
+
+def require_two_architectures(settings: Settings, *, chapter: str = "04_reproducibility") -> tuple[str, str]:
+    """The two architectures a reproducibility comparison needs, or a :class:`ConfigError`.
+
+    Reproducibility compares the maps of two *different* architectures (Arun
+    et al.: InceptionV3 against DenseNet121); one architecture compared with
+    itself scores a perfect SSIM and says nothing.
+
+    Parameters
+    ----------
+    settings : Settings
+        The resolved settings; ``settings.architectures`` must name at least two.
+    chapter : str
+        The chapter asking, named in the message.
+
+    Returns
+    -------
+    tuple of str
+        The first two architectures.
+
+    Raises
+    ------
+    ConfigError
+        ``architectures`` names fewer than two distinct architectures.
+    """
+    distinct = list(dict.fromkeys(settings.architectures))
+    if len(distinct) < 2:
+        raise ConfigError(f"{chapter} compares two different architectures, but architectures={list(settings.architectures)} "
+                          f"names {len(distinct)}; pass two, e.g. --param architectures=[smallcnn,resnet18]")
+    return distinct[0], distinct[1]
 
 
 def resolve_device(device: str = "auto"):

@@ -172,7 +172,8 @@ def read_results(results_dir: str | Path, notebooks: Iterable[str] | None = None
     Raises
     ------
     ResultsError
-        A named table is missing (run its notebook first) or lacks columns.
+        Named tables are missing (the one-line message lists every one and
+        the command that writes them) or a table lacks columns.
     MixedRunsError
         ``run`` is given and a table was written by another run.
     """
@@ -181,11 +182,15 @@ def read_results(results_dir: str | Path, notebooks: Iterable[str] | None = None
         paths = sorted(p for p in results_dir.glob("[0-9][0-9]_*.csv"))
     else:
         paths = [results_dir / f"{nb}.csv" for nb in notebooks]
+    absent = [p.stem for p in paths if not p.exists()]
+    if absent:
+        # one line, all of them: what a reader who opened a later chapter alone (in Colab, say) has to run
+        raise ResultsError(f"results of {', '.join(absent)} are missing in {results_dir}/: execute "
+                           f"{'that notebook' if len(absent) == 1 else 'those notebooks'} first with the same "
+                           f"results_dir (python -m helpers.book execute --only {' '.join(absent)}; "
+                           f"in Colab, open and run {'it' if len(absent) == 1 else 'them'})")
     frames = []
     for path in paths:
-        if not path.exists():
-            raise ResultsError(f"results table {path} is missing: execute notebook {path.stem} first "
-                               f"(python -m helpers.book execute --only {path.stem})")
         df = pd.read_csv(path, dtype={"replicate": str, "image_id": str, "state": str,
                                       "method": str, "architecture": str}, keep_default_na=False,
                          na_values={"value": ["nan", "NaN", ""]})

@@ -85,6 +85,7 @@ def _executed_chapter(name: str, *, figure: bool = True):
     if figure:
         plot.outputs.append(new_output("display_data", data={
             "image/png": base64.b64encode(_png(16)).decode(), "text/plain": "<Figure>"}))
+        plot.metadata["mystnb"] = {"figure": {"caption": f"What chapter {name} shows.", "name": f"fig-{name}"}}
     nb.cells.insert(-2, plot)
     return nb
 
@@ -178,7 +179,7 @@ def test_repository_url_matches_the_book_config():
 
 def test_toc_lists_every_chapter_and_page():
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    files = book._toc_files(toc)
+    files = book.build._toc_files(toc)
     chapters = [f.split("/")[-1] for f in files if f.startswith(book.EXECUTED_DIR + "/")]
     # reading order: the scorecard closes the book after the two "beyond" chapters ...
     assert chapters == ["00_data_and_models", "01_localization_utility", "02_randomization_sensitivity",
@@ -306,10 +307,10 @@ def test_available_toc_prunes_missing_chapters_and_empty_parts(tmp_path):
 
 
 def test_jupyter_book_command_turns_warnings_into_errors_when_strict(tmp_path):
-    cmd = book._jupyter_book_command(tmp_path, toc=None, strict=True)
+    cmd = book.build._jupyter_book_command(tmp_path, toc=None, strict=True)
     assert cmd[0] == sys.executable and cmd[3:7] == ["build", str(tmp_path), "--builder", "html"]
     assert {"-W", "--keep-going", "-n", "--all"} <= set(cmd) and "--toc" not in cmd
-    cmd = book._jupyter_book_command(tmp_path, toc=tmp_path / "t.yml", strict=False)
+    cmd = book.build._jupyter_book_command(tmp_path, toc=tmp_path / "t.yml", strict=False)
     assert "-W" not in cmd and cmd[cmd.index("--toc") + 1] == str(tmp_path / "t.yml")
 
 
@@ -330,13 +331,13 @@ def _page(tmp_path: Path, body: str, rel="book/executed/01_localization_utility.
     return html_dir, page
 
 
-def _fake_render(monkeypatch, dom_of_page):
+def _fake_render(monkeypatch, dom_of_page, layout=None):
     """Replace Chromium by the page's own file (the DOM it would dump) so the page logic runs without it."""
-    def render(chromium, page, profile, shot, timeout):
-        if shot is not None:
-            shot.write_bytes(_png())
-        return 0, dom_of_page(page), ""
-    monkeypatch.setattr(book, "_render", render)
+    def render(chromium, page, *, profile, screenshot, timeout):
+        if screenshot is not None:
+            screenshot.write_bytes(_png())
+        return book.browser.Rendering(ok=True, dom=dom_of_page(page), layout=dict(layout or {}), screenshot=screenshot)
+    monkeypatch.setattr(book.browser, "render", render)
 
 
 def _check(tmp_path, monkeypatch, body, rel="book/executed/01_localization_utility.html", files=()):
@@ -347,10 +348,13 @@ def _check(tmp_path, monkeypatch, body, rel="book/executed/01_localization_utili
     _fake_render(monkeypatch, lambda p: p.read_text())
     shots = html_dir.parent / "shots"
     shots.mkdir(exist_ok=True)
-    return book._check_page(page, html_dir, "chromium", tmp_path / "profile", shots, 10)
+    return book.page_check._check_page(page, html_dir, "chromium", tmp_path / "profile", shots, 10)
 
 
-FIGURE = '<div class="cell_output docutils container"><img src="../../_images/fig.png" alt=""/></div>'
+SECTIONS = '<h2>Overview<a class="headerlink" href="#overview">#</a></h2><h2>Summary</h2>'
+FIGURE = (SECTIONS + '<figure class="align-default" id="fig-one"><div class="cell_output docutils container">'
+          '<img src="../../_images/fig.png" alt=""/></div><figcaption><p><span class="caption-number">Figure 1 '
+          '</span><span class="caption-text">What to look at.</span></p></figcaption></figure>')
 
 
 def test_page_with_a_figure_passes(tmp_path, monkeypatch):
@@ -383,7 +387,7 @@ def test_valid_inline_images_pass(tmp_path, monkeypatch):
     svg = "data:image/svg+xml,%3Csvg%20xmlns%3D%22http%3A//www.w3.org/2000/svg%22/%3E"
     png = "data:image/png;base64," + base64.b64encode(_png()).decode()
     report = _check(tmp_path, monkeypatch,
-                    f'<div class="cell_output"><img src="{png}"/></div><p><img src="{svg}"/></p>')
+                    f'<div class="cell_output"><img src="{png}"/></div><p><img src="{svg}"/></p>', rel="book/intro.html")
     assert report.ok, report.problems
     assert (report.images, report.figures) == (2, 1)
 
@@ -407,7 +411,7 @@ def test_stderr_warnings_are_notes_not_failures(tmp_path, monkeypatch):
 
 
 def test_chapter_without_figure_fails_but_a_text_page_passes(tmp_path, monkeypatch):
-    report = _check(tmp_path, monkeypatch, "<p>text only</p><img src='../../_static/logo.png'/>",
+    report = _check(tmp_path, monkeypatch, SECTIONS + "<p>text only</p><img src='../../_static/logo.png'/>",
                     files=[("_static/logo.png", _png())])
     assert report.problems == ["a notebook chapter without any figure (no image in a cell output)"]
     report = _check(tmp_path / "b", monkeypatch, "<p>text only</p>", rel="book/intro.html")
@@ -417,10 +421,11 @@ def test_chapter_without_figure_fails_but_a_text_page_passes(tmp_path, monkeypat
 def test_browser_error_page_and_empty_dom_fail(tmp_path, monkeypatch):
     html_dir, page = _page(tmp_path, "<p>x</p>", rel="book/intro.html")
     _fake_render(monkeypatch, lambda p: '<html><body><div id="main-frame-error">ERR_FILE_NOT_FOUND</div></body></html>')
-    report = book._check_page(page, html_dir, "chromium", tmp_path / "p", None, 10)
+    report = book.page_check._check_page(page, html_dir, "chromium", tmp_path / "p", None, 10)
     assert report.problems == ["the page did not render (browser error page or no <main> element)"]
-    monkeypatch.setattr(book, "_render", lambda *a: (-1, "", "Chromium did not finish within 10 s"))
-    report = book._check_page(page, html_dir, "chromium", tmp_path / "p", None, 10)
+    monkeypatch.setattr(book.browser, "render", lambda *a, **k: book.browser.Rendering(
+        ok=False, error="Chromium did not finish within 10 s"))
+    report = book.page_check._check_page(page, html_dir, "chromium", tmp_path / "p", None, 10)
     assert report.problems == ["Chromium could not load the page (Chromium did not finish within 10 s)"]
 
 
@@ -428,15 +433,15 @@ def test_redirect_pages_are_followed_on_disk(tmp_path):
     html_dir = tmp_path / "html"
     html_dir.mkdir()
     (html_dir / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
-    report = book._check_page(html_dir / "index.html", html_dir, "chromium", tmp_path, None, 10)
+    report = book.page_check._check_page(html_dir / "index.html", html_dir, "chromium", tmp_path, None, 10)
     assert report.problems == ["redirects to book/intro.html, which does not exist"]
     (html_dir / "book").mkdir()
     (html_dir / "book" / "intro.html").write_text("<html><body><main></main></body></html>")
-    report = book._check_page(html_dir / "index.html", html_dir, "chromium", tmp_path, None, 10)
+    report = book.page_check._check_page(html_dir / "index.html", html_dir, "chromium", tmp_path, None, 10)
     assert report.ok and report.notes == ["redirects to book/intro.html"]
 
 
-def test_chromium_is_installed_with_apt_when_missing(monkeypatch, capsys):
+def test_chromium_setup_is_an_explicit_step(monkeypatch, capsys):
     calls = []
     installed = {"done": False}
 
@@ -449,18 +454,22 @@ def test_chromium_is_installed_with_apt_when_missing(monkeypatch, capsys):
             installed["done"] = True
         return type("P", (), {"returncode": 0})()
 
-    monkeypatch.setattr(book.shutil, "which", which)
-    monkeypatch.setattr(book, "Path", lambda p: type("Absent", (), {"exists": lambda self: False})())
-    monkeypatch.setattr(book.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(book.subprocess, "run", run)
-    assert book._find_chromium() == "/usr/bin/chromium"
+    monkeypatch.setattr(book.browser.shutil, "which", which)
+    monkeypatch.setattr(book.browser, "Path", lambda p: type("Absent", (), {"exists": lambda self: False})())
+    monkeypatch.setattr(book.browser.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(book.browser.subprocess, "run", run)
+    # looking for the browser never installs it: the message names the setup step
+    with pytest.raises(book.BookError, match=r"run `python -m helpers.book setup-check` \(as root: apt-get update"):
+        book.find_chromium()
+    assert calls == []
+    assert book.install_chromium() == "/usr/bin/chromium"
     assert calls == [(["apt-get", "update"], "noninteractive"),
                      (["apt-get", "install", "-y", "chromium"], "noninteractive")]
     assert "installing Debian's package" in capsys.readouterr().out
     installed["done"] = False
-    monkeypatch.setattr(book.os, "geteuid", lambda: 1000)
-    with pytest.raises(book.BookError, match="install Debian's package as root"):
-        book._find_chromium()
+    monkeypatch.setattr(book.browser.os, "geteuid", lambda: 1000)
+    with pytest.raises(book.BookError, match="installing Chromium needs root"):
+        book.install_chromium()
 
 
 # --------------------------------------------------------------------------
@@ -523,6 +532,7 @@ def built_book(tmp_path_factory):
     root = tmp_path_factory.mktemp("bookroot")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "_static", root / "_static")
     shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("executed", "__pycache__"))
     for name in book.CHAPTERS:
         # the sources must exist: the Colab button points at them (colab_sources warns otherwise)

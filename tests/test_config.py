@@ -87,3 +87,72 @@ def test_randomization_settings_have_the_papers_defaults_and_are_checked():
         with pytest.raises(ConfigError) as error:
             resolve("smoke", **kwargs)
         assert fragment in str(error.value)
+
+
+# --------------------------------------------------------------------------- bad input names the parameter
+
+
+@pytest.mark.parametrize("kwargs, parameter, fragment", [
+    (dict(device=5), "device", "device must be a string, got 5"),
+    (dict(seed="abc"), "seed", "seed must be an integer >= 0, got 'abc'"),
+    (dict(seed=1.5), "seed", "seed must be an integer >= 0, got 1.5"),
+    (dict(seed=-1), "seed", "seed must be an integer >= 0, got -1"),
+    (dict(n_images=2.5), "n_images", "n_images must be an integer >= 1, got 2.5"),
+    (dict(n_images=True), "n_images", "n_images must be an integer >= 1, got True (bool)"),
+    (dict(image_size=False), "image_size", "got False (bool)"),
+    (dict(n_replicates=True), "n_replicates", "got True (bool)"),
+    (dict(epochs=2.0), "epochs", "got 2.0 (float)"),
+    (dict(learning_rate=-1e-3), "learning_rate", "learning_rate must be positive, got -0.001"),
+    (dict(learning_rate=0), "learning_rate", "learning_rate must be positive, got 0"),
+    (dict(learning_rate=float("nan")), "learning_rate", "learning_rate must be a finite number, got nan"),
+    (dict(learning_rate="fast"), "learning_rate", "learning_rate must be a finite number, got 'fast'"),
+    (dict(learning_rate=True), "learning_rate", "got True"),
+    (dict(patience=-1), "patience", "patience must be an integer >= 0, got -1"),
+    (dict(architectures=["smallcnn", "smallcnn"]), "architectures", "architectures must be distinct"),
+    (dict(methods=["GRAD", "IG", "GRAD"]), "methods", "methods must be distinct"),
+    (dict(method_settings={"SG": 5}), "method_settings", "method_settings must map method names to dicts"),
+])
+def test_bad_values_name_the_parameter(kwargs, parameter, fragment):
+    with pytest.raises(ConfigError) as info:
+        resolve("smoke", **kwargs)
+    assert parameter in str(info.value) and fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["cache_dir", "results_dir"])
+def test_a_folder_parameter_that_is_an_existing_file_is_refused(tmp_path, name):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    with pytest.raises(ConfigError, match=rf"{name} '.*a-file' is an existing file, not a folder"):
+        resolve("smoke", **{name: str(path)})
+    assert getattr(resolve("smoke", **{name: str(tmp_path / "new")}), name) == str(tmp_path / "new")
+
+
+def test_numpy_integers_are_integers():
+    import numpy as np
+
+    assert resolve("smoke", seed=np.int64(3), n_images=np.int32(4)).seed == 3
+
+
+def test_reproducibility_needs_two_distinct_architectures():
+    from helpers.config import require_two_architectures
+
+    assert require_two_architectures(resolve("smoke")) == ("smallcnn", "resnet18")
+    with pytest.raises(ConfigError, match=r"04_reproducibility compares two different architectures, but "
+                                          r"architectures=\['smallcnn'\] names 1; pass two"):
+        require_two_architectures(resolve("smoke", architectures=["smallcnn"]))
+
+
+def test_default_folders_in_colab_and_under_the_home_variable(monkeypatch, tmp_path):
+    import sys
+
+    from helpers.config import COLAB_HOME, HOME_ENV, default_dirs
+
+    monkeypatch.delenv(HOME_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert default_dirs() == {"cache_dir": ".cache", "results_dir": "results"}
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    s = resolve("smoke")
+    assert (s.cache_dir, s.results_dir) == (f"{COLAB_HOME}/cache", f"{COLAB_HOME}/results")
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "drive"))  # e.g. a mounted Google Drive folder
+    s = resolve("smoke", results_dir=str(tmp_path / "mine"))
+    assert (s.cache_dir, s.results_dir) == (str(tmp_path / "drive" / "cache"), str(tmp_path / "mine"))

@@ -29,3 +29,49 @@ def test_ci_calls_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci
     assert "make test" in readme and "make book" in readme
+
+
+# Import names whose distribution is spelled differently on PyPI.
+_DISTRIBUTIONS = {"PIL": "pillow", "yaml": "pyyaml", "skimage": "scikit-image", "sklearn": "scikit-learn",
+                  "IPython": "ipython"}
+
+
+def _imported_top_level_names():
+    import ast
+    import json
+    import sys
+
+    sources = [p.read_text() for p in (ROOT / "helpers").rglob("*.py")]
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        for cell in json.loads(nb.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                # IPython magics (%pip ...) are not Python: leave those lines out
+                sources.append("\n".join(line for line in "".join(cell["source"]).splitlines()
+                                         if not line.lstrip().startswith(("%", "!"))))
+    names = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("helpers", "__future__")}
+
+
+def test_every_imported_package_is_declared_in_pyproject():
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + [s for extra in project["optional-dependencies"].values() for s in extra]
+    declared = {re.match(r"[A-Za-z0-9_.-]+", s).group(0).lower().replace("_", "-") for s in specs}
+    needed = {_DISTRIBUTIONS.get(n, n).lower().replace("_", "-") for n in _imported_top_level_names()}
+    assert needed - declared == set()
+
+
+def test_make_test_runs_the_loose_range_install():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nloose-install:\n")[1].split("\n\n")[0]
+    assert 'pip install --quiet ".[book,test]"' in recipe and "requirements.txt" not in recipe
+    assert "--only 00_data_and_models" in recipe and "--preset smoke" in recipe
+    assert "loose-install" in makefile.split("\ntest: install\n")[1].split("\n\n")[0]

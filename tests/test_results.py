@@ -33,9 +33,19 @@ def test_extend_fills_constant_columns(tmp_path):
         t.extend(pd.DataFrame({"metric": ["m"], "value": [1.0]}), colour="red")
 
 
-def test_missing_table_names_the_notebook_to_run(tmp_path):
-    with pytest.raises(ResultsError, match="execute notebook 02_randomization_sensitivity first"):
+def test_missing_tables_are_named_in_one_line_with_the_command_to_run(tmp_path):
+    with pytest.raises(ResultsError, match=r"results of 02_randomization_sensitivity are missing in .*: execute "
+                                           r"that notebook first with the same results_dir"):
         read_results(tmp_path, ["02_randomization_sensitivity"])
+    table = ResultTable("01_localization_utility", tmp_path)
+    table.extend(pd.DataFrame({"metric": ["m"], "value": [1.0]}))
+    table.save()
+    with pytest.raises(ResultsError) as info:
+        read_results(tmp_path, ["00_data_and_models", "01_localization_utility", "03_repeatability"])
+    message = str(info.value)
+    assert "\n" not in message
+    assert "results of 00_data_and_models, 03_repeatability are missing" in message
+    assert "python -m helpers.book execute --only 00_data_and_models 03_repeatability;" in message
 
 
 def test_malformed_table_lists_expected_header(tmp_path):

@@ -39,7 +39,7 @@ def test_mixed_runs_are_refused_with_the_chapters_named(tmp_path):
         criteria.read_verdicts(tmp_path, ["01_localization_utility", "03_repeatability"])
     with pytest.raises(MixedRunsError, match="python -m helpers.book execute --only"):
         criteria.read_verdicts(tmp_path, ["01_localization_utility"], run="run-b")
-    with pytest.raises(ResultsError, match="run chapter 04_reproducibility first"):
+    with pytest.raises(ResultsError, match="verdicts of 04_reproducibility are missing"):
         criteria.read_verdicts(tmp_path, ["04_reproducibility"])
 
 

@@ -154,12 +154,16 @@ def read_verdicts(results_dir: str | Path, notebooks: Iterable[str], *, run: str
         The tables carry different run fingerprints: names the chapters of
         each run and the command that re-runs them with one set of parameters.
     """
+    notebooks = list(notebooks)
+    absent = [nb for nb in notebooks if not verdicts_path(results_dir, nb).exists()]
+    if absent:
+        # one line naming every missing chapter: what a reader who opened the scorecard alone has to run
+        raise ResultsError(f"verdicts of {', '.join(absent)} are missing in {results_dir}/: run chapter(s) "
+                           f"{', '.join(absent)} first with the same parameters "
+                           f"(python -m helpers.book execute --only {' '.join(absent)})")
     frames = []
     for nb in notebooks:
         path = verdicts_path(results_dir, nb)
-        if not path.exists():
-            raise ResultsError(f"verdicts table {path} is missing: run chapter {nb} first "
-                               f"(python -m helpers.book execute --only {nb})")
         df = pd.read_csv(path, dtype={"method": str, "architecture": str, "rule_text": str, "reason": str,
                                       "run": str, "statistic": str, "passed": object, "passed_unadjusted": object},
                          keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in

@@ -12,11 +12,41 @@ import pandas as pd
 
 from helpers.data.errors import DataError
 
-__all__ = ["read_table", "BoxAnnotation", "parse_boxes", "check_boxes_inside", "check_image_size", "check_limit", "progress_bar", "find_files", "one_file"]
+__all__ = [
+    "MIN_SOURCE_SIZE",
+    "read_table",
+    "BoxAnnotation",
+    "parse_boxes",
+    "check_boxes_inside",
+    "check_image_size",
+    "check_limit",
+    "check_min_source_size",
+    "check_source_size",
+    "image_path",
+    "check_inside",
+    "progress_bar",
+    "find_files",
+    "one_file",
+]
+
+#: Smallest short side, in pixels, of a source image the loaders accept (their ``min_source_size`` default).
+#: Below it the annotations say little: a box or region blown up to the working size covers most of the image
+#: (a 1 x 1 image becomes a 100 % mask). The book's smallest working size is 32 too.
+MIN_SOURCE_SIZE = 32
+
+#: Strings pandas reads as missing by default; the loaders keep them for the number columns only, so that an
+#: id spelled ``NA``, ``null``, ``None`` or ``nan`` stays that id.
+_NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+               "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
 
-def read_table(path: Path, required: list[str], *, id_column: str) -> pd.DataFrame:
+def read_table(path: Path, required: list[str], *, id_column: str, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV with pandas, check its columns, keep ids as strings.
+
+    The id column (and ``text_columns``) are read literally: ``NA``,
+    ``null``, ``None`` or ``nan`` there are ids, not missing values; only an
+    empty field is missing. The other columns read pandas' usual missing-value
+    spellings as NaN (an empty box is ``,,,,``).
 
     Column names are compared after stripping surrounding whitespace (the
     SIIM file's header is ``ImageId, EncodedPixels``), and the frame's columns
@@ -32,8 +62,13 @@ def read_table(path: Path, required: list[str], *, id_column: str) -> pd.DataFra
     path = Path(path)
     if not path.is_file():
         raise DataError(f"annotation table {str(path)!r} does not exist; expected a CSV with header {','.join(required)}")
+    text_columns = {id_column, *text_columns}
     try:
-        df = pd.read_csv(path, dtype={id_column: str}, keep_default_na=True, skipinitialspace=False)
+        header = pd.read_csv(path, nrows=0).columns
+        # ids (and other name columns) are read literally: only an empty field is missing there
+        na_values = {c: ([""] if str(c).strip() in text_columns else list(_NA_STRINGS)) for c in header}
+        df = pd.read_csv(path, dtype={c: str for c in header if str(c).strip() in text_columns},
+                         keep_default_na=False, na_values=na_values, skipinitialspace=False)
     except Exception as exc:  # parser errors, encoding errors, empty file
         raise DataError(f"cannot read {str(path)!r} as CSV (expected header {','.join(required)}): {type(exc).__name__}: {exc}") from exc
     df.columns = [str(c).strip() for c in df.columns]
@@ -47,6 +82,9 @@ def read_table(path: Path, required: list[str], *, id_column: str) -> pd.DataFra
         line = int(np.flatnonzero(df[id_column].isna().to_numpy())[0]) + 2
         raise DataError(f"{str(path)!r} line {line}: empty {id_column}")
     df[id_column] = df[id_column].str.strip()
+    if (df[id_column] == "").any():
+        line = int(np.flatnonzero((df[id_column] == "").to_numpy())[0]) + 2
+        raise DataError(f"{str(path)!r} line {line}: empty {id_column}")
     df["_line"] = np.arange(len(df)) + 2
     return df
 
@@ -140,11 +178,80 @@ def check_limit(limit) -> int | None:
     return int(limit)
 
 
+def check_min_source_size(min_source_size) -> int:
+    """``min_source_size`` as a positive int, or a :class:`DataError`."""
+    if isinstance(min_source_size, bool) or not isinstance(min_source_size, (int, np.integer)) or int(min_source_size) < 1:
+        raise DataError(f"min_source_size must be a positive integer number of pixels, got {min_source_size!r}")
+    return int(min_source_size)
+
+
+def check_source_size(image: np.ndarray, *, minimum: int, image_file: Path, image_id: str, id_column: str) -> None:
+    """Raise when the source image's short side is below ``minimum`` pixels (default :data:`MIN_SOURCE_SIZE`)."""
+    h, w = image.shape[:2]
+    if min(h, w) < minimum:
+        raise DataError(
+            f"image {str(image_file)!r} ({id_column} {image_id!r}) is {w}x{h} (columns x rows) pixels; source images "
+            f"must be at least {minimum} px on the short side (MIN_SOURCE_SIZE = {MIN_SOURCE_SIZE}): a smaller one "
+            f"blown up to the working size turns its boxes into most of the image"
+        )
+
+
+def _plain_name(image_id: str, *, table: Path, line: int, id_column: str) -> None:
+    bad = (not image_id or image_id in (".", "..") or "/" in image_id or "\\" in image_id or "\0" in image_id
+           or os.path.isabs(image_id))
+    if bad:
+        raise DataError(
+            f"{str(table)!r} line {line}: {id_column} {image_id!r} is not a plain file name (it holds a path "
+            f"separator, '..' or an absolute path); ids name files inside the dataset's folder"
+        )
+
+
+def check_inside(path: Path, root: Path, *, image_id: str, table: Path, line: int, id_column: str) -> Path:
+    """``path`` resolved (symlinks followed); a :class:`DataError` when that lies outside ``root``."""
+    resolved = Path(path).resolve()
+    base = Path(root).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise DataError(
+            f"{str(table)!r} line {line}: the file of {id_column} {image_id!r}, {str(path)!r}, resolves to "
+            f"{str(resolved)!r}, outside the dataset folder {str(base)!r}; copy the image into the folder instead "
+            f"of linking it"
+        )
+    return resolved
+
+
+def image_path(folder: Path, image_id: str, suffix: str, *, root: Path, table: Path, line: int, id_column: str) -> Path:
+    """``folder / (image_id + suffix)`` for an id that is a plain file name and a file that stays inside ``root``.
+
+    Raises
+    ------
+    DataError
+        An id with a path separator, ``..`` or an absolute path, or a file
+        (after following symlinks) outside ``root``; the message names the
+        id, the table and its line.
+    """
+    _plain_name(image_id, table=table, line=line, id_column=id_column)
+    path = Path(folder) / f"{image_id}{suffix}"
+    check_inside(path, root, image_id=image_id, table=table, line=line, id_column=id_column)
+    return path
+
+
 def progress_bar(iterable, *, desc: str, progress: bool | None):
-    """tqdm over ``iterable``; ``progress=None`` shows it only on a terminal."""
+    """tqdm over ``iterable``; ``progress=None`` shows it only on a terminal, ``False`` never.
+
+    ``True`` leaves ``disable`` to tqdm's default, so that ``TQDM_DISABLE=1``
+    (set for the book's papermill kernels) still hides the bar: passing
+    ``disable=False`` would override the environment and draw the bar into
+    the executed notebook.
+    """
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, disable=(None if progress is None else not progress), leave=False)
+    if progress is False:
+        options = {"disable": True}
+    elif progress is None and "TQDM_DISABLE" not in os.environ:
+        options = {"disable": None}  # tqdm: only when the output is a terminal
+    else:
+        options = {}  # tqdm's default, which TQDM_* environment variables override
+    return tqdm(iterable, desc=desc, leave=False, **options)
 
 
 def find_files(root: Path, suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
@@ -158,10 +265,14 @@ def find_files(root: Path, suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
     return index
 
 
-def one_file(index: dict[str, list[Path]], image_id: str, *, root: Path, table: Path, what: str) -> Path:
+def one_file(index: dict[str, list[Path]], image_id: str, *, root: Path, table: Path, what: str,
+             line: int, id_column: str) -> Path:
+    """The one file named ``image_id`` (any listed suffix) below ``root``, which must resolve inside ``root``."""
+    _plain_name(image_id, table=table, line=line, id_column=id_column)
     found = index.get(image_id, [])
     if not found:
         raise DataError(f"no {what} named {image_id!r} under {str(root)!r} (listed in {str(table)!r})")
     if len(found) > 1:
         raise DataError(f"image {image_id!r} of {str(table)!r} is ambiguous: {', '.join(sorted(map(str, found)))}")
+    check_inside(found[0], root, image_id=image_id, table=table, line=line, id_column=id_column)
     return found[0]

@@ -28,9 +28,12 @@ import numpy as np
 
 from helpers.data._resize import boxes_mask, resize_image, scale_boxes
 from helpers.data._tables import (
+    MIN_SOURCE_SIZE,
     check_boxes_inside,
     check_image_size,
     check_limit,
+    check_min_source_size,
+    check_source_size,
     find_files,
     one_file,
     parse_boxes,
@@ -90,6 +93,7 @@ def load_folder(
     boxes_csv: str = "boxes.csv",
     limit: int | None = None,
     progress: bool | None = None,
+    min_source_size: int = MIN_SOURCE_SIZE,
 ) -> ImageSet:
     """Load a folder of PNG/DICOM radiographs described by ``boxes.csv``.
 
@@ -106,6 +110,9 @@ def load_folder(
         Keep only the first ``limit`` images (order of first appearance).
     progress : bool or None, optional
         tqdm progress bar (``None``: only on a terminal).
+    min_source_size : int, optional
+        Smallest short side, in pixels, of a source image
+        (:data:`helpers.data._tables.MIN_SOURCE_SIZE`, 32); a smaller image is refused.
 
     Returns
     -------
@@ -117,13 +124,17 @@ def load_folder(
     ------
     DataError
         Missing table, column or image, an image id matching several files,
-        malformed rows, a box outside its image, or inconsistent patient ids.
+        malformed rows, a box outside its image, inconsistent patient ids, an
+        image_id that is not a plain file name or whose file resolves outside
+        ``data_dir`` (a symlink out), or a source image smaller than
+        ``min_source_size``.
     """
     data_dir = Path(data_dir)
     size = check_image_size(image_size)
     limit = check_limit(limit)
+    min_size = check_min_source_size(min_source_size)
     table = data_dir / boxes_csv
-    df = read_table(table, FOLDER_COLUMNS, id_column="image_id")
+    df = read_table(table, FOLDER_COLUMNS, id_column="image_id", text_columns=("patient_id",))
     patients: dict[str, str] = {}
     if "patient_id" in df.columns:
         for image_id, patient, line in zip(df["image_id"], df["patient_id"], df["_line"]):
@@ -145,8 +156,10 @@ def load_folder(
     ids = list(annotations)
     for i, image_id in enumerate(progress_bar(ids, desc="folder", progress=progress)):
         ann = annotations[image_id]
-        path = one_file(index, image_id, root=data_dir, table=table, what="PNG or DICOM image")
+        path = one_file(index, image_id, root=data_dir, table=table, what="PNG or DICOM image", line=ann.first_line,
+                        id_column="image_id")
         image = read_dicom(path) if path.suffix.lower() == ".dcm" else read_png(path)
+        check_source_size(image, minimum=min_size, image_file=path, image_id=image_id, id_column="image_id")
         h, w = image.shape
         check_boxes_inside(ann, height=h, width=w, path=table, image_id=image_id, image_file=path, id_column="image_id")
         images[i] = resize_image(image, size)

@@ -30,7 +30,18 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data._resize import boxes_mask, resize_image, scale_boxes
-from helpers.data._tables import check_boxes_inside, check_image_size, check_limit, parse_boxes, progress_bar, read_table
+from helpers.data._tables import (
+    MIN_SOURCE_SIZE,
+    check_boxes_inside,
+    check_image_size,
+    check_limit,
+    check_min_source_size,
+    check_source_size,
+    image_path,
+    parse_boxes,
+    progress_bar,
+    read_table,
+)
 from helpers.data.dicom import read_dicom
 from helpers.data.errors import DataError
 from helpers.data.imageset import ImageSet
@@ -53,6 +64,7 @@ def load_rsna(
     exclude_not_normal: bool = True,
     limit: int | None = None,
     progress: bool | None = None,
+    min_source_size: int = MIN_SOURCE_SIZE,
 ) -> ImageSet:
     """Load RSNA Pneumonia images with their box annotations.
 
@@ -73,6 +85,9 @@ def load_rsna(
         ``labels_csv``, after the exclusion).
     progress : bool or None, optional
         tqdm progress bar (``None``: only on a terminal).
+    min_source_size : int, optional
+        Smallest short side, in pixels, of a source image
+        (:data:`helpers.data._tables.MIN_SOURCE_SIZE`, 32); a smaller image is refused.
 
     Returns
     -------
@@ -87,11 +102,15 @@ def load_rsna(
     DataError
         Missing files or columns, malformed rows, a ``Target`` contradicting
         the class table, a box outside its image (naming the file, line and
-        patient), or no image left.
+        patient), a ``patientId`` that is not a plain file name or whose file
+        resolves outside ``images_dir`` (``../x``, an absolute path, a
+        symlink out), a source image smaller than ``min_source_size``, or no
+        image left.
     """
     data_dir = Path(data_dir)
     size = check_image_size(image_size)
     limit = check_limit(limit)
+    min_size = check_min_source_size(min_source_size)
     labels_path = data_dir / labels_csv
     df = read_table(labels_path, LABEL_COLUMNS, id_column="patientId")
     if exclude_not_normal:
@@ -136,10 +155,12 @@ def load_rsna(
     ids = list(annotations)
     for i, pid in enumerate(progress_bar(ids, desc="RSNA", progress=progress)):
         ann = annotations[pid]
-        image_file = data_dir / images_dir / f"{pid}.dcm"
+        image_file = image_path(data_dir / images_dir, pid, ".dcm", root=data_dir / images_dir, table=labels_path,
+                                line=ann.first_line, id_column="patientId")
         if not image_file.is_file():
             raise DataError(f"image {str(image_file)!r} of patient {pid!r} (line {ann.first_line} of {str(labels_path)!r}) does not exist")
         image = read_dicom(image_file)
+        check_source_size(image, minimum=min_size, image_file=image_file, image_id=pid, id_column="patientId")
         h, w = image.shape
         check_boxes_inside(ann, height=h, width=w, path=labels_path, image_id=pid, image_file=image_file, id_column="patientId")
         images[i] = resize_image(image, size)

@@ -27,7 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data._resize import resize_image, resize_mask, tight_box
-from helpers.data._tables import check_image_size, check_limit, find_files, one_file, progress_bar, read_table
+from helpers.data._tables import (
+    MIN_SOURCE_SIZE,
+    check_image_size,
+    check_limit,
+    check_min_source_size,
+    check_source_size,
+    find_files,
+    one_file,
+    progress_bar,
+    read_table,
+)
 from helpers.data.dicom import read_dicom_with_header
 from helpers.data.errors import DataError
 from helpers.data.imageset import ImageSet
@@ -43,6 +53,7 @@ def load_siim(
     rle_csv: str = "train-rle.csv",
     limit: int | None = None,
     progress: bool | None = None,
+    min_source_size: int = MIN_SOURCE_SIZE,
 ) -> ImageSet:
     """Load SIIM-ACR Pneumothorax images with their segmentation masks.
 
@@ -62,6 +73,9 @@ def load_siim(
         Keep only the first ``limit`` images (order of first appearance).
     progress : bool or None, optional
         tqdm progress bar (``None``: only on a terminal).
+    min_source_size : int, optional
+        Smallest short side, in pixels, of a source image
+        (:data:`helpers.data._tables.MIN_SOURCE_SIZE`, 32); a smaller image is refused.
 
     Returns
     -------
@@ -79,13 +93,16 @@ def load_siim(
     DataError
         Missing table, column or DICOM file, an ImageId found twice on disk,
         a malformed or out-of-image RLE string (naming the file, line and
-        ImageId), or an image mixing ``-1`` with regions.
+        ImageId), an image mixing ``-1`` with regions, an ImageId that is
+        not a plain file name or whose file resolves outside ``data_dir``
+        (a symlink out), or a source image smaller than ``min_source_size``.
     """
     data_dir = Path(data_dir)
     size = check_image_size(image_size)
     limit = check_limit(limit)
+    min_size = check_min_source_size(min_source_size)
     table = data_dir / rle_csv
-    df = read_table(table, ["ImageId", "EncodedPixels"], id_column="ImageId")
+    df = read_table(table, ["ImageId", "EncodedPixels"], id_column="ImageId", text_columns=("EncodedPixels",))
     rle_text = df["EncodedPixels"].map(lambda v: v.strip() if isinstance(v, str) else v)
     df = df.assign(EncodedPixels=rle_text).drop_duplicates(subset=["ImageId", "EncodedPixels"], keep="first")
     rows: dict[str, list[tuple[int, object]]] = {}
@@ -110,8 +127,10 @@ def load_siim(
         if empty and len(empty) != len(entries):
             regions_line = next(line for line, rle in entries if rle != EMPTY_RLE)
             raise DataError(f"{str(table)!r}: ImageId {image_id!r} is marked empty ('-1') on line {empty[0]} but has a region on line {regions_line}")
-        path = one_file(index, image_id, root=data_dir, table=table, what="DICOM file")
+        path = one_file(index, image_id, root=data_dir, table=table, what="DICOM file", line=entries[0][0],
+                        id_column="ImageId")
         image, ds = read_dicom_with_header(path)
+        check_source_size(image, minimum=min_size, image_file=path, image_id=image_id, id_column="ImageId")
         h, w = image.shape
         images[i] = resize_image(image, size)
         region_boxes = []

@@ -40,6 +40,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import expit
 
 from helpers.data._resize import tight_box
+from helpers.data._tables import progress_bar
 from helpers.data.errors import DataError
 
 __all__ = ["GENERATOR_VERSION", "MIN_SIZE", "MAX_SIZE", "SyntheticSample", "generate", "synthetic_id"]
@@ -521,8 +522,6 @@ def generate(
     _check_options(n, size, seed, positive_fraction, confounder_strength, label_noise)
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
         raise DataError(f"start must be a non-negative integer image index, got {start!r}")
-    from tqdm.auto import tqdm
-
     n, size, seed = int(n), int(size), int(seed)
     images = np.zeros((n, size, size), np.float32)
     regions = np.zeros((n, size, size), np.uint8)
@@ -532,7 +531,7 @@ def generate(
     markers = np.zeros(n, bool)
     lungs = np.zeros((n, size, size), bool)
     boxes: list[np.ndarray] = []
-    for i in tqdm(range(n), desc="synthesizing", disable=(None if progress is None else not progress), leave=False):
+    for i in progress_bar(range(n), desc="synthesizing", progress=progress):
         img, lab, true, reg, bx, mk, lungs[i], hl = _render_one(
             seed, int(start) + i, size, float(positive_fraction), float(confounder_strength), float(label_noise), return_healthy
         )

@@ -1,0 +1,7 @@
+"""``python -m helpers.book``: see :mod:`helpers.book.cli`."""
+
+import sys
+
+from helpers.book.cli import main
+
+sys.exit(main())

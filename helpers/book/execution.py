@@ -1,0 +1,345 @@
+"""Execute the chapter notebooks with papermill, record their timings, and shape the executed copies as pages.
+
+The executed copies (``book/executed/<name>.ipynb``) are what the book
+renders; the sources in ``notebooks/`` stay as users open them. Two things
+make an executed copy read as a chapter rather than a log:
+
+* The kernels run with ``TQDM_DISABLE=1`` (:data:`KERNEL_ENV`): tqdm >= 4.66
+  reads its defaults from ``TQDM_*`` variables, so no progress bar is drawn
+  into a cell output. Progress still shows on a terminal and in an
+  interactive notebook, where nobody sets the variable.
+* The plumbing cells get Jupyter Book tags (:data:`PLUMBING_TAGS`,
+  :func:`tag_plumbing`): the Colab cell and the parameters cell are removed
+  from the page, papermill's injected-parameters cell is folded behind a
+  toggle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import yaml
+
+from helpers._cache import atomic_write
+from helpers.book._base import (
+    CHAPTERS,
+    EXECUTED_DIR,
+    NOTEBOOKS_DIR,
+    BookError,
+    BookInputError,
+    NotebookFailed,
+    NotebookStructureError,
+    _closest,
+    _root,
+)
+from helpers.book.structure import _assigned_names, _colab_cell_index, _parameters_cell, _read_notebook, check_notebook_structure
+from helpers.config import NOTEBOOK_PARAMETERS, PRESETS, default_dirs
+
+__all__ = ["NotebookRun", "KERNEL_ENV", "PLUMBING_TAGS", "parse_params", "execute", "tag_plumbing"]
+
+_TIMINGS_COLUMNS = ("notebook", "preset", "seconds", "date")
+
+#: Environment of the papermill kernels: no tqdm bar in any cell output (tqdm >= 4.66 reads ``TQDM_*``).
+KERNEL_ENV: dict[str, str] = {"TQDM_DISABLE": "1"}
+
+#: Jupyter Book tags of the plumbing cells in an executed copy. The Colab cell does nothing outside Colab and the
+#: parameters cell only lists defaults (``None`` = the preset's), so both are removed from the page; the
+#: injected-parameters cell says which preset and overrides produced the page's numbers, so it stays one click
+#: away behind a toggle (``hide-cell``) instead of being removed.
+PLUMBING_TAGS: dict[str, str] = {"colab": "remove-cell", "parameters": "remove-cell",
+                                 "injected-parameters": "hide-cell"}
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """One executed notebook."""
+
+    notebook: str
+    seconds: float
+    output: Path
+
+
+def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    """Parse ``NAME=VALUE`` strings into notebook parameters.
+
+    Values are YAML literals: ``64`` is an int, ``[smallcnn, resnet18]`` a
+    list, ``null`` None, ``/data/rsna`` a string (quote a value that YAML
+    would read otherwise, e.g. ``"'no'"``).
+
+    Raises
+    ------
+    BookInputError
+        Malformed item, a name that is not in
+        :data:`helpers.config.NOTEBOOK_PARAMETERS` (the message lists the
+        valid ones), ``preset`` (use ``--preset``), or a name given twice.
+    """
+    params: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise BookInputError(f"--param {item!r} must have the form NAME=VALUE, e.g. image_size=64")
+        name, text = item.split("=", 1)
+        name = name.strip()
+        if name == "preset":
+            raise BookInputError("the preset is chosen with --preset, not --param preset=...")
+        if name not in NOTEBOOK_PARAMETERS:
+            valid = ", ".join(n for n in NOTEBOOK_PARAMETERS if n != "preset")
+            raise BookInputError(f"unknown notebook parameter {name!r}; valid parameters: {valid}."
+                                 f"{_closest(name, NOTEBOOK_PARAMETERS)}")
+        if name in params:
+            raise BookInputError(f"--param {name} is given twice")
+        try:
+            params[name] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise BookInputError(f"--param {item!r}: the value is not a YAML literal ({exc})") from None
+    return params
+
+
+def _plan(root: Path, only: Sequence[str] | None, strict: bool) -> list[str]:
+    if only:
+        unknown = [n for n in only if n not in CHAPTERS]
+        if unknown:
+            raise BookInputError(f"unknown chapter(s) {unknown} for --only; chapters: {', '.join(CHAPTERS)}."
+                                 f"{_closest(unknown[0], CHAPTERS)}")
+    src = root / NOTEBOOKS_DIR
+    present = {p.stem for p in src.glob("*.ipynb")} if src.is_dir() else set()
+    strays = sorted(present - set(CHAPTERS))
+    if strays:
+        message = (f"notebooks {strays} in {NOTEBOOKS_DIR}/ are not chapters of the book "
+                   f"(add them to helpers.book.CHAPTERS and _toc.yml)")
+        if strict:
+            raise BookInputError(message)
+        print(f"note: {message}; not executed")
+    wanted = [n for n in CHAPTERS if not only or n in only]
+    missing = [n for n in wanted if n not in present]
+    if missing:
+        if strict:
+            raise BookInputError(f"--strict: chapters {missing} have no source notebook in {src}/")
+        for name in missing:
+            print(f"note: skipping {name}: {NOTEBOOKS_DIR}/{name}.ipynb is not written yet")
+    return [n for n in wanted if n in present]
+
+
+def _check_parameters_declared(path: Path, params: Mapping[str, Any]) -> int:
+    """Index of the parameters cell; every injected name must be declared there."""
+    nb = _read_notebook(path)
+    found = _parameters_cell(nb)
+    if found is None:
+        raise NotebookStructureError(f"{path} has no code cell tagged 'parameters': papermill would inject the "
+                                     f"parameters at the top, where the notebook's own assignments override them")
+    index, cell = found
+    names, _ = _assigned_names(cell.source, path)
+    undeclared = [n for n in params if n not in names]
+    if undeclared:
+        raise NotebookStructureError(f"{path}: its parameters cell does not declare {undeclared}; "
+                                     f"every notebook declares {', '.join(NOTEBOOK_PARAMETERS)}")
+    return index
+
+
+def _record_timing(path: Path, run: NotebookRun, preset: str) -> None:
+    rows: list[dict[str, str]] = []
+    if path.exists():
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != _TIMINGS_COLUMNS:
+                raise BookError(f"{path} has columns {reader.fieldnames}, expected {list(_TIMINGS_COLUMNS)}; "
+                                f"move it away to start a new timings table")
+            rows = list(reader)
+    rows.append(dict(notebook=run.notebook, preset=preset, seconds=f"{run.seconds:.1f}",
+                     date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")))
+
+    def _write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=_TIMINGS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, _write)
+
+
+def _failure_message(name: str, src: Path, out: Path, exc: Exception, param_index: int) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        # The executed copy has the injected-parameters cell right after the parameters cell.
+        index = exc.cell_index - 1 if exc.cell_index > param_index + 1 else exc.cell_index
+        first = next((line for line in str(exc.source).splitlines() if line.strip()), "")
+        return (f"notebook {name} failed in cell {index + 1} of {src} (In [{exc.exec_count}], "
+                f"starting {first.strip()!r}): {exc.ename}: {exc.evalue}\n"
+                f"The partially executed copy is {out}; open it to see the traceback.")
+    return (f"notebook {name} failed: {type(exc).__name__}: {exc}\n"
+            f"The partially executed copy (if any) is {out}.")
+
+
+def execute(
+    *,
+    preset: str = "default",
+    params: Mapping[str, Any] | None = None,
+    only: Sequence[str] | None = None,
+    strict: bool = False,
+    out: str | os.PathLike = EXECUTED_DIR,
+    root: str | os.PathLike | None = None,
+    kernel: str = "python3",
+    progress: bool = True,
+    timeout: int | None = None,
+) -> list[NotebookRun]:
+    """Execute the chapter notebooks with papermill, in :data:`CHAPTERS` order.
+
+    Parameters
+    ----------
+    preset : {"smoke", "default", "paper"}
+        Injected as ``preset`` into every notebook.
+    params : mapping, optional
+        More notebook parameters (names of :data:`helpers.config.NOTEBOOK_PARAMETERS`);
+        their values are validated by each notebook's ``helpers.config.resolve`` call.
+    only : sequence of str, optional
+        Run these chapters only (still in execution order).
+    strict : bool
+        Every planned chapter must exist and pass :func:`check_notebook_structure`;
+        otherwise a missing notebook is skipped with a note.
+    out : path
+        Folder of the executed copies, relative to ``root`` (default ``book/executed``).
+    root : path, optional
+        Repository root (default: the current folder); the kernels run there.
+    kernel : str
+        Jupyter kernel name.
+    progress : bool
+        papermill's per-cell progress bar.
+    timeout : int, optional
+        Seconds a cell may run (default: no limit).
+
+    The kernels run with :data:`KERNEL_ENV` added to the environment (no
+    progress bars in the pages) and every executed copy gets
+    :data:`PLUMBING_TAGS` (:func:`tag_plumbing`).
+
+    Returns
+    -------
+    list of NotebookRun
+        The executed notebooks with their wall time, also appended to
+        ``<results_dir>/timings.csv`` (``notebook, preset, seconds, date``).
+
+    Raises
+    ------
+    BookInputError
+        Unknown preset, parameter or chapter; a missing notebook in strict mode.
+    NotebookStructureError
+        A notebook without a parameters cell declaring the injected names
+        (or, in strict mode, not following the chapter structure).
+    NotebookFailed
+        A cell raised; the message names the notebook and the cell, and the
+        partially executed copy stays in ``out`` for inspection.
+    """
+    root = _root(root)
+    if preset not in PRESETS:
+        raise BookInputError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}.{_closest(preset, PRESETS)}")
+    params = dict(params or {})
+    bad = [n for n in params if n not in NOTEBOOK_PARAMETERS or n == "preset"]
+    if bad:
+        raise BookInputError(f"unknown notebook parameter(s) {bad}; valid: "
+                             f"{', '.join(n for n in NOTEBOOK_PARAMETERS if n != 'preset')}")
+    plan = _plan(root, only, strict)
+    src_dir = root / NOTEBOOKS_DIR
+    out_dir = root / out
+    injected = {"preset": preset, **params}
+    param_index = {}
+    for name in plan:  # fail before running anything
+        if strict:
+            check_notebook_structure(src_dir / f"{name}.ipynb")
+        param_index[name] = _check_parameters_declared(src_dir / f"{name}.ipynb", injected)
+    results_dir = Path(params.get("results_dir") or default_dirs()["results_dir"])
+    timings_path = (root / results_dir / "timings.csv") if not results_dir.is_absolute() else results_dir / "timings.csv"
+    if not plan:
+        print(f"nothing to execute: no chapter notebook in {src_dir}/")
+        return []
+
+    import papermill as pm  # the book extra: only `execute` needs it
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[NotebookRun] = []
+    print(f"executing {len(plan)} notebook(s) with preset={preset!r}"
+          + (f" and {params}" if params else "") + f" -> {out_dir}")
+    for name in plan:
+        src = src_dir / f"{name}.ipynb"
+        dst = out_dir / f"{name}.ipynb"
+        print(f"[{name}]", flush=True)
+        start = time.perf_counter()
+        try:
+            with _environment(KERNEL_ENV):  # the kernel inherits this process's environment
+                pm.execute_notebook(str(src), str(dst), parameters=injected, kernel_name=kernel, cwd=str(root),
+                                    progress_bar=progress, log_output=False, request_save_on_cell_execute=True,
+                                    execution_timeout=timeout)
+        except Exception as exc:  # papermill / nbclient raise several types; all are reported alike
+            raise NotebookFailed(_failure_message(name, src, dst, exc, param_index[name])) from exc
+        _tag_executed_copy(dst)
+        run = NotebookRun(name, time.perf_counter() - start, dst)
+        _record_timing(timings_path, run, preset)
+        runs.append(run)
+        print(f"[{name}] done in {run.seconds:.1f} s", flush=True)
+    total = sum(r.seconds for r in runs)
+    width = max(len(r.notebook) for r in runs)
+    print(f"\n{'notebook':<{width}}  seconds")
+    for r in runs:
+        print(f"{r.notebook:<{width}}  {r.seconds:7.1f}")
+    print(f"{'total':<{width}}  {total:7.1f}   (timings appended to {timings_path})")
+    return runs
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set inside the block, restored afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def tag_plumbing(nb) -> list[int]:
+    """Tag the plumbing cells of an executed notebook with :data:`PLUMBING_TAGS` (in place).
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        An executed copy: the Colab cell, the cell tagged ``parameters`` and
+        papermill's cell tagged ``injected-parameters``.
+
+    Returns
+    -------
+    list of int
+        Indices of the cells that got a tag (a tag already there is not repeated).
+    """
+    targets: list[tuple[int, str]] = []
+    colab = _colab_cell_index(nb.cells)
+    if colab is not None:
+        targets.append((colab, PLUMBING_TAGS["colab"]))
+    for index, cell in enumerate(nb.cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        for role in ("parameters", "injected-parameters"):
+            if role in tags:
+                targets.append((index, PLUMBING_TAGS[role]))
+    tagged = []
+    for index, tag in targets:
+        tags = nb.cells[index].setdefault("metadata", {}).setdefault("tags", [])
+        if tag not in tags:
+            tags.append(tag)
+            tagged.append(index)
+    return sorted(tagged)
+
+
+def _tag_executed_copy(path: Path) -> None:
+    import nbformat  # the book extra, like papermill
+
+    nb = nbformat.read(str(path), as_version=4)
+    if tag_plumbing(nb):
+        atomic_write(path, lambda tmp: nbformat.write(nb, str(tmp)))

@@ -157,7 +157,7 @@ def test_scorecard_heatmap_and_table():
     assert "pass\n0.31 vs 0.25" in texts and "fail" in texts and "n/a" in texts and "1/2" in texts
     html = plots.scorecard_table(_verdicts(), caption="Verdicts").to_html()
     assert "pass (0.31 vs 0.25)" in html and "Verdicts" in html
-    assert plots._VERDICT_COLORS[True].lower() in html.lower() and plots._VERDICT_COLORS[False].lower() in html.lower()
+    assert plots.VERDICT_COLORS[True].lower() in html.lower() and plots.VERDICT_COLORS[False].lower() in html.lower()
     bad = _verdicts().assign(passed=["yes", True, True, True])
     with pytest.raises(plots.PlotError, match="must be True, False or None"):
         plots.scorecard_heatmap(bad)

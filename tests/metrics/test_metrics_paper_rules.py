@@ -54,3 +54,9 @@ def test_agreement_reaches_the_network():
 def test_the_ssim_specifications_of_the_paper():
     assert PAPER_SSIM["data_range"] == 2.0 and PAPER_SSIM["win_size"] == 7
     assert PAPER_NETWORK_SSIM["data_range"] == 1.0  # uint8 PNGs compared over their full range
+
+
+def test_undecided_without_finite_values():
+    assert paper_localization(np.array([np.nan, np.nan]), np.array([0.5, 0.6]), np.array([0.1, 0.2])).passed is None
+    assert paper_randomization(np.array([np.nan, np.nan]), np.array([0.3, 0.3])).passed is None
+    assert paper_repeatability(np.array([np.nan]), 0.8).passed is None

@@ -133,8 +133,8 @@ class Settings:
     # updates of inpainter_batch_size random crops of inpainter_crop px (capped at image_size) at
     # inpainter_learning_rate; inpainter_texture_weight: weight of the texture (band-pass energy)
     # term beside the L1 terms. All of them are part of the inpainter's cache key.
-    # Defaults measured on `default` (80 px, 549 negatives, 2 shared cores): 79 s CPU, median texture
-    # ratio 0.83 on the chapter's regions.
+    # Defaults measured on `default` (80 px, 549 negatives, 2 shared cores): 58 s CPU, median texture
+    # ratio 0.88 on the chapter's regions.
     inpainter_channels: tuple[int, ...] = (8, 16, 32)
     inpainter_steps: int = 300
     inpainter_batch_size: int = 16

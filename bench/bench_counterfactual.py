@@ -12,7 +12,8 @@ gradient methods GRAD, IG and GCAM:
   for IG) times the batched forward+backward time per image, measured in the
   same run just before the method at the batch size it uses; and the ratio
   of the two. For CF the excess over 1 is the fill (the harmonic diffusion
-  and its backward pass for ``"inpaint"``; scikit-image's biharmonic solves
+  and its backward pass for ``"inpaint"``, the U-Net's forward and backward
+  passes for ``"inpaint_learned"``; scikit-image's biharmonic solves
   for ``"inpaint_biharmonic"``), the regularizers and the bookkeeping;
 * the ratio of each method's time per map to GRAD's (the cheapest map).
 
@@ -56,7 +57,7 @@ from bench_saliency import (  # noqa: E402
     print_table,
 )
 from helpers.config import resolve  # noqa: E402
-from helpers.counterfactual import PERTURBATIONS  # noqa: E402
+from helpers.counterfactual import PERTURBATIONS, TRAINING_FREE  # noqa: E402
 
 GRADIENT_METHODS = ("GRAD", "IG", "GCAM")
 
@@ -79,8 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model_options(parser, preset_help="preset whose primary architecture and image size are used")
-    parser.add_argument("--perturbations", default=",".join(PERTURBATIONS),
-                        help="comma-separated CF perturbation operators")
+    parser.add_argument("--perturbations", default=",".join(TRAINING_FREE),
+                        help="comma-separated CF perturbation operators (inpaint_learned needs --inpainter-weights)")
+    parser.add_argument("--inpainter-weights", default=None, metavar="PATH",
+                        help="weights of a trained learned inpainter (<cache_dir>/inpainters/inpainter-<key>.pt, "
+                             "written by chapter 07 or Study.inpainter()); its timing does not depend on the weights")
     parser.add_argument("--methods", default=",".join(GRADIENT_METHODS),
                         help="comma-separated gradient methods to compare with (empty: none)")
     parser.add_argument("--n-images", type=int, default=4, help="images explained per timed run")
@@ -114,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     for p in perturbations:
         if p not in PERTURBATIONS:
             raise SystemExit(f"--perturbations: unknown operator {p!r}; valid: {', '.join(PERTURBATIONS)}")
+    if "inpaint_learned" in perturbations and not args.inpainter_weights:
+        raise SystemExit("--perturbations inpaint_learned needs --inpainter-weights PATH of a trained inpainter")
+    fill_options = {"inpaint_learned": {"weights": args.inpainter_weights}}
     for m in methods:
         S.registry.get(m)
     cf_spec = S.registry.get("CF")
@@ -160,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"#   {m}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     for p in perturbations:
         t0 = time.perf_counter()
-        note = "mask-dependent fill, differentiable" if p == "inpaint" else (
+        note = "mask-dependent fill, differentiable" if p in ("inpaint", "inpaint_learned") else (
             f"fill refreshed every {resolved['refresh_every']} steps, 5 inpaintings each" if p == "inpaint_biharmonic"
             else "fill computed once")
-        rows.append(time_row(f"CF {p}", "CF", dict(cf_settings, perturbation=p), note=note))
+        rows.append(time_row(f"CF {p}", "CF", dict(cf_settings, perturbation=p,
+                                                   perturbation_options=fill_options.get(p)), note=note))
         print(f"#   CF {p}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
     clock = "cpu" if device.type == "cpu" and args.threads == 1 else "wall"

@@ -798,9 +798,15 @@ def example_grid(
                 ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.0))
         default = "positive (opacity)" if int(labels[i]) == 1 else "negative"
         ax.set_title(titles[i] if titles is not None else default, fontsize=8)
-    handles = [Line2D([], [], color="red", lw=1.2), Line2D([], [], color="cyan", lw=1.2)]
-    fig.legend(handles, ["ground-truth box", "ground-truth mask outline"], loc="outside lower center", ncol=2,
-               frameon=False, fontsize=8)
+    # The legend names only what was drawn (a box legend without boxes sent readers looking for them).
+    drawn = []
+    if boxes is not None and any(np.asarray(b).size for b in boxes):
+        drawn.append((Line2D([], [], color="red", lw=1.2), "ground-truth box"))
+    if masks is not None and np.any(masks):
+        drawn.append((Line2D([], [], color="cyan", lw=1.2), "ground-truth mask outline"))
+    if drawn:
+        fig.legend([h for h, _ in drawn], [t for _, t in drawn], loc="outside lower center", ncol=len(drawn),
+                   frameon=False, fontsize=8)
     return fig
 
 

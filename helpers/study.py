@@ -288,6 +288,31 @@ class Study:
         record.setdefault("architecture", arch)
         return TrainedModel(model=model.to(self.device).eval(), record=record, key=record["key"])
 
+    def inpainter(self):
+        """The learned inpainter of the counterfactual method (trained on the negative training images).
+
+        Returns
+        -------
+        (pathlib.Path, dict)
+            Its weights file (the ``weights`` option of perturbation
+            ``"inpaint_learned"``) and its training record (``seconds``,
+            ``cpu_seconds``, ``n_train``, ``spec`` ...); see
+            :func:`helpers.counterfactual.get_trained_inpainter`.
+        """
+        from helpers.counterfactual import get_trained_inpainter
+
+        return get_trained_inpainter(self.settings, self.data, self.splits)
+
+    def perturbation_options(self, perturbation: str) -> dict:
+        """Options a counterfactual operator needs from the study: the inpainter's weights for ``"inpaint_learned"``.
+
+        Every other operator needs none (empty dict).
+        """
+        if perturbation == "inpaint_learned":
+            path, _ = self.inpainter()
+            return {"weights": str(path)}
+        return {}
+
     # ------------------------------------------------------------------ maps
     @functools.cached_property
     def map_cache(self):
@@ -336,11 +361,21 @@ class Study:
             The module to explain (default: ``trained.model``).
         images : helpers.data.ImageSet, optional
             Default: :attr:`explained`.
+        **settings
+            Method settings. For ``"CF"`` without ``perturbation_options``
+            the study adds what the fill needs (:meth:`perturbation_options`:
+            its inpainter's weights for the default ``"inpaint_learned"``).
         """
         images = self.explained if images is None else images
         if isinstance(state, ModelState):
             state, model = state.key, state.model
         options = {**self.method_settings(method), **settings}
+        if method == "CF" and not options.get("perturbation_options"):
+            # The learned inpainter (CF's default fill) is the study's own: its weights file is an option.
+            from helpers.saliency import method_defaults
+
+            fill = options.get("perturbation", method_defaults("CF")["perturbation"])
+            options["perturbation_options"] = self.perturbation_options(fill) or None
         return self.map_cache.get_or_compute(
             (model if model is not None else trained.model), images.tensor().to(self.device),
             list(images.ids), method, model_key=trained.key, state=state, target=target, **options)

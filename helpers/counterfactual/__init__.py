@@ -14,10 +14,15 @@ Public API
     (:mod:`helpers.counterfactual.optimize`; its docstring states and
     justifies every design decision).
 :class:`Perturbation`, :data:`PERTURBATIONS`, :func:`make_perturbation`
-    The operators behind one interface: ``"inpaint"`` (harmonic diffusion
-    fill, differentiable, the default), ``"inpaint_biharmonic"``
+    The operators behind one interface: ``"inpaint_learned"`` (a gated-
+    convolution U-Net trained on healthy images, the default of method CF;
+    :mod:`helpers.counterfactual.inpainter`), ``"inpaint"`` (harmonic
+    diffusion fill, differentiable), ``"inpaint_biharmonic"``
     (scikit-image), ``"blur"``, ``"noise"``, ``"constant"``
     (:mod:`helpers.counterfactual.perturbations`).
+:class:`LearnedInpainting`, :func:`get_trained_inpainter`, :func:`load_inpainter`
+    The learned inpainter: trained once per study on the negative training
+    images, cached, its weights' sha256 checked on every load.
 :func:`counterfactual_images`, :func:`plausibility_stats`
     The counterfactual images of each operator and how plausible they look
     (:mod:`helpers.counterfactual.plausibility`).
@@ -35,6 +40,10 @@ References
    meaningful perturbation." ICCV 2017, arXiv:1704.03296.
 .. [3] Fong, R., Patrick, M., Vedaldi, A. "Understanding deep networks via
    extremal perturbations and smooth masks." ICCV 2019, arXiv:1910.08485.
+.. [4] Liu, G. et al. "Image inpainting for irregular holes using partial
+   convolutions." ECCV 2018, arXiv:1804.07723.
+.. [5] Yu, J. et al. "Free-form image inpainting with gated convolution."
+   ICCV 2019, arXiv:1806.03589.
 """
 
 from __future__ import annotations
@@ -51,8 +60,15 @@ from helpers.counterfactual.perturbations import (
     diffusion_fill,
     make_perturbation,
 )
+from helpers.counterfactual.inpainter import (
+    GatedUNet,
+    InpainterError,
+    LearnedInpainting,
+    get_trained_inpainter,
+    load_inpainter,
+)
 from helpers.counterfactual.optimize import DEFAULTS, MaskResult, optimize_mask, resolve_target
-from helpers.counterfactual.plausibility import counterfactual_images, plausibility_stats
+from helpers.counterfactual.plausibility import TRAINING_FREE, counterfactual_images, plausibility_stats
 from helpers.counterfactual.method import METHOD_NAME, SETTINGS, counterfactual_saliency
 
 __all__ = [
@@ -66,6 +82,12 @@ __all__ = [
     "PERTURBATIONS",
     "make_perturbation",
     "diffusion_fill",
+    "GatedUNet",
+    "InpainterError",
+    "LearnedInpainting",
+    "get_trained_inpainter",
+    "load_inpainter",
+    "TRAINING_FREE",
     "DEFAULTS",
     "MaskResult",
     "optimize_mask",

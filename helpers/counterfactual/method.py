@@ -7,14 +7,19 @@ reproducibility) evaluates it exactly like the eight methods of Arun et al.::
 
     import helpers.counterfactual  # registers "CF"
     from helpers.saliency import explain
-    maps = explain(model, images, "CF")                        # harmonic inpainting (default)
+    maps = study.maps(trained, "CF")                           # learned inpainter (default; the study's weights)
+    maps = explain(model, images, "CF", perturbation_options={"weights": path})  # the same outside a study
     maps = explain(model, images, "CF", perturbation="blur")   # the heuristic the paper argues against
 
 Every keyword of :func:`~helpers.counterfactual.optimize.optimize_mask` is a
 setting (:data:`~helpers.counterfactual.optimize.DEFAULTS`); the
-perturbation is the setting ``perturbation`` (``"inpaint"``,
-``"inpaint_biharmonic"``, ``"blur"``, ``"noise"``, ``"constant"``) with its
-options in ``perturbation_options``.
+perturbation is the setting ``perturbation`` (``"inpaint_learned"``, the
+default, ``"inpaint"``, ``"inpaint_biharmonic"``, ``"blur"``, ``"noise"``,
+``"constant"``) with its options in ``perturbation_options``. The learned
+inpainter is trained per dataset, so its weights file is an option:
+:meth:`helpers.study.Study.maps` adds the study's own
+(:meth:`~helpers.study.Study.perturbation_options`); a direct call without
+it raises and says so.
 
 Post-processing is ``"none"``: the map is the optimized mask, already in
 ``[0, 1]``, whose value means "how much of this pixel the counterfactual
@@ -90,7 +95,7 @@ if METHOD_NAME not in REGISTRY:  # importlib.reload must not raise
         defaults=dict(SETTINGS),
         description=(
             "Counterfactual impact: low-res mask optimized (Adam) so that replacing the region by its "
-            "counterfactual (default: neighbourhood-conditioned harmonic inpainting) drops the class margin, "
+            "counterfactual (default: a gated-convolution inpainter trained on healthy images) drops the class margin, "
             "with area constraint and total variation"
         ),
         postprocess="none",
@@ -100,5 +105,5 @@ if METHOD_NAME not in REGISTRY:  # importlib.reload must not raise
         ),
         handles_predicted=True,
         passes=lambda s: int(s["steps"]),
-        version="1",
+        version="2",
     )

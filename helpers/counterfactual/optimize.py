@@ -73,9 +73,13 @@ Optimizer (``steps``, ``learning_rate``, ``batch_size``)
     in 20 steps; on the known-region test classifier 40 steps at lr 0.2
     reach the same masks as 100 steps at lr 0.1.
 Counterfactual :math:`F` (``perturbation``)
-    ``"inpaint"`` (default): the differentiable harmonic fill conditioned on
-    the unmasked neighbourhood; the gradient sees how the fill changes with
-    the region. A non-differentiable operator (``"inpaint_biharmonic"``) is
+    ``"inpaint_learned"`` (default): the paper's kind of operator, a gated-
+    convolution U-Net trained on healthy images
+    (:mod:`helpers.counterfactual.inpainter`; its weights are the option
+    ``weights``, which a :class:`~helpers.study.Study` supplies), differentiable
+    with respect to the mask. ``"inpaint"``: the training-free harmonic fill
+    conditioned on the unmasked neighbourhood, also differentiable; the
+    gradient sees how the fill changes with the region. A non-differentiable operator (``"inpaint_biharmonic"``) is
     recomputed on the binarized mask every ``refresh_every`` steps and held
     constant in between (stop-gradient), see
     :meth:`~helpers.counterfactual.perturbations.BiharmonicInpainting.optimization_fill`.
@@ -93,8 +97,8 @@ material we could retrieve (only the abstract and introduction: a "strong
 neighborhood conditioned inpainting" replacing blur and noise, and a
 "map-quality optimization task, enforcing constrained and focused
 attributions"). Every default above (score, area constraint and target area
-0.1, weights 10 and 1, 8-pixel cells, 40 Adam steps at lr 0.2, harmonic
-fill instead of their trained inpainter) is our choice, made a keyword so the
+0.1, weights 10 and 1, 8-pixel cells, 40 Adam steps at lr 0.2, our small
+gated-convolution inpainter for theirs) is our choice, made a keyword so the
 chapter can vary it.
 
 References
@@ -130,7 +134,7 @@ __all__ = ["DEFAULTS", "MaskResult", "optimize_mask", "resolve_target"]
 
 #: Default settings of :func:`optimize_mask` (without ``batch_size``: the registry defaults of method "CF").
 DEFAULTS: dict[str, Any] = dict(
-    perturbation="inpaint",
+    perturbation="inpaint_learned",
     perturbation_options=None,
     game="deletion",
     score="margin",
@@ -425,7 +429,8 @@ def optimize_mask(
     perturbation : str or Perturbation, optional
         Counterfactual operator, a name of
         :data:`~helpers.counterfactual.perturbations.PERTURBATIONS`
-        (default ``"inpaint"``) or a built operator.
+        (default ``"inpaint_learned"``, which needs
+        ``perturbation_options={"weights": path}``) or a built operator.
     perturbation_options : dict, optional
         Keyword options of the operator, e.g. ``{"relative_sigma": 0.1}`` for ``"blur"``.
     game : {"deletion", "preservation"}, optional

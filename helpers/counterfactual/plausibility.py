@@ -44,7 +44,11 @@ from helpers.counterfactual.perturbations import (
     make_perturbation,
 )
 
-__all__ = ["counterfactual_images", "plausibility_stats"]
+__all__ = ["TRAINING_FREE", "counterfactual_images", "plausibility_stats"]
+
+#: The operators that need no trained weights (the default of :func:`plausibility_stats`);
+#: ``"inpaint_learned"`` needs ``perturbation_options={"inpaint_learned": {"weights": ...}}``.
+TRAINING_FREE = ("inpaint", "inpaint_biharmonic", "blur", "noise", "constant")
 
 
 def counterfactual_images(
@@ -96,7 +100,7 @@ def plausibility_stats(
     images: Any,
     masks: Any,
     *,
-    perturbations: Sequence[str] = tuple(PERTURBATIONS),
+    perturbations: Sequence[str] = TRAINING_FREE,
     perturbation_options: Mapping[str, Mapping[str, Any]] | None = None,
     ring: int = 4,
     image_ids: Sequence[str] | None = None,
@@ -114,7 +118,8 @@ def plausibility_stats(
         Binary regions to replace, same shape (boolean or 0/1); each must be
         non-empty and leave a non-empty ring of unmasked neighbours.
     perturbations : sequence of str, optional
-        Operators compared (default: all of ``PERTURBATIONS``).
+        Operators compared, names of ``PERTURBATIONS`` (default: the
+        training-free ones, :data:`TRAINING_FREE`).
     perturbation_options : dict of dict, optional
         Options per operator name, e.g. ``{"blur": {"relative_sigma": 0.1}}``.
     ring : int, optional
@@ -148,6 +153,9 @@ def plausibility_stats(
     ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
     if len(ids) != n:
         raise CounterfactualError(f"image_ids has {len(ids)} entries for {n} images")
+    unknown_ops = sorted(set(perturbations) - set(PERTURBATIONS))
+    if unknown_ops:
+        raise CounterfactualError(f"unknown perturbations {unknown_ops}; valid perturbations: {', '.join(PERTURBATIONS)}")
     options = {k: dict(v) for k, v in (perturbation_options or {}).items()}
     unknown = sorted(set(options) - set(perturbations))
     if unknown:

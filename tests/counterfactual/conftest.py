@@ -80,3 +80,74 @@ def _region_of_fixture():
 def _two_squares_fixture():
     """The function :func:`two_squares`."""
     return two_squares
+
+
+def stripe_images(n: int, *, size: int = 32, period: float = 6.0, seed: int = 0) -> np.ndarray:
+    """``n`` images of a periodic stripe texture: ``0.5 + 0.3 sin(2 pi (x cos a + y sin a) / period + phase)``.
+
+    Orientation ``a`` (within 20 degrees of vertical stripes) and phase vary per image; a little seeded
+    pixel noise (std 0.01). A harmonic fill of a square of it is flat; the stripes have a texture ratio of 1.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(np.float64)
+    out = np.empty((n, size, size), dtype=np.float32)
+    for i in range(n):
+        a = rng.uniform(-0.35, 0.35)
+        phase = rng.uniform(0, 2 * np.pi)
+        image = 0.5 + 0.3 * np.sin(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period + phase)
+        out[i] = np.clip(image + 0.01 * rng.standard_normal((size, size)), 0.0, 1.0)
+    return out
+
+
+def image_set(images: np.ndarray, labels) -> "object":
+    """An :class:`helpers.data.ImageSet` of ``images`` with ``labels`` (empty masks and boxes)."""
+    from helpers.data import ImageSet
+
+    n = len(images)
+    return ImageSet(images=np.ascontiguousarray(images, dtype=np.float32), labels=np.asarray(labels, dtype=np.int64),
+                    masks=np.zeros(images.shape, bool), boxes=[np.zeros((0, 4)) for _ in range(n)],
+                    ids=[f"img-{i}" for i in range(n)], patient_ids=[f"p-{i}" for i in range(n)], source="test")
+
+
+def inpainter_settings(cache_dir, **overrides):
+    """Smoke settings for a brief inpainter training at 32 px in ``cache_dir``."""
+    from helpers.config import resolve
+
+    values = dict(image_size=32, inpainter_steps=150, inpainter_batch_size=8, inpainter_crop=32,
+                  inpainter_learning_rate=3e-3, inpainter_texture_weight=5.0)
+    values.update(overrides)
+    return resolve("smoke", cache_dir=str(cache_dir), **values)
+
+
+@pytest.fixture(scope="session", name="stripe_images")
+def _stripe_images_fixture():
+    """The function :func:`stripe_images`."""
+    return stripe_images
+
+
+@pytest.fixture(scope="session", name="image_set")
+def _image_set_fixture():
+    """The function :func:`image_set`."""
+    return image_set
+
+
+@pytest.fixture(scope="session", name="inpainter_settings")
+def _inpainter_settings_fixture():
+    """The function :func:`inpainter_settings`."""
+    return inpainter_settings
+
+
+@pytest.fixture(scope="session")
+def stripe_inpainter(tmp_path_factory):
+    """``(weights_path, record, settings, data)``: an inpainter trained briefly (150 steps) on 48 stripe images.
+
+    Images 0-47 are negatives (the training images), 48-55 positives (must be ignored); all in the train split.
+    """
+    from helpers.counterfactual import get_trained_inpainter
+
+    images = stripe_images(56, seed=3)
+    labels = [0] * 48 + [1] * 8
+    data = image_set(images, labels)
+    settings = inpainter_settings(tmp_path_factory.mktemp("inpainter-cache"))
+    path, record = get_trained_inpainter(settings, data, {"train": np.arange(56)})
+    return path, record, settings, data

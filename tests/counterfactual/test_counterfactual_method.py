@@ -22,7 +22,8 @@ def test_cf_is_registered_with_its_perturbation_as_a_setting():
     assert "CF" in saliency.METHODS
     defaults = saliency.method_defaults("CF")
     assert defaults == SETTINGS
-    assert defaults["perturbation"] == "inpaint"
+    # The learned inpainter is the default fill; its weights are the study's (an option).
+    assert defaults["perturbation"] == "inpaint_learned" and defaults["perturbation_options"] is None
     assert saliency.get("CF").n_passes(defaults) == defaults["steps"]
 
 

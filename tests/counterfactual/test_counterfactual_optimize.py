@@ -112,12 +112,15 @@ def test_bad_input_raises(case, region_classifier, region_of):
     with pytest.raises(CounterfactualError, match="game"):
         optimize_mask(model, images, game="insertion")
     with pytest.raises(CounterfactualError, match="target classes"):
-        optimize_mask(model, images, target=2)
+        optimize_mask(model, images, perturbation="constant", target=2)
     with pytest.raises(CounterfactualError, match="one class per image"):
-        optimize_mask(model, images, target=[1, 1, 1])
+        optimize_mask(model, images, perturbation="constant", target=[1, 1, 1])
     with pytest.raises(CounterfactualError, match=r"\[0, 1\]"):
         optimize_mask(model, images * 2)
     with pytest.raises(CounterfactualError, match="torch.nn.Module"):
         optimize_mask(lambda x: x, images)
     with pytest.raises(TypeError):
         optimize_mask(model, images, 10)  # options are keyword-only
+    # The default fill, the learned inpainter, has no default weights: it says what it needs.
+    with pytest.raises(CounterfactualError, match="needs perturbation_options"):
+        optimize_mask(model, images)

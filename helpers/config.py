@@ -212,7 +212,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=3,
         batch_size=32,
         patience=2,
-        n_bootstrap=200,
+        n_bootstrap=1000,  # a one-sided bootstrap p is at least 1/(n+1): Holm over 10 methods needs n >= 400
         localizer_channels=8,
         method_settings={
             "SG": {"n_samples": 5},

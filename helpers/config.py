@@ -192,6 +192,12 @@ class Settings:
     inpainter_learning_rate: float = 3e-3
     inpainter_texture_weight: float = 5.0
 
+    # ---- Trainable saliency's label-efficiency curve (chapter 06) ----------------------------------
+    # With box supervision (box fraction > 0), fine-tune the image-label-only self-explaining model
+    # for trainable_finetune_epochs epochs instead of training from scratch for `epochs`
+    # (0 = train every box fraction from scratch). Part of those models' cache keys.
+    trainable_finetune_epochs: int = 4
+
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict view (tuples become lists) for hashing and logging."""
         out = dataclasses.asdict(self)
@@ -447,6 +453,9 @@ def _validate_randomization(s: Settings) -> None:
     epochs = s.label_randomization_max_epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"label_randomization_max_epochs must be a positive integer, got {epochs!r}")
+    finetune = s.trainable_finetune_epochs
+    if isinstance(finetune, bool) or not isinstance(finetune, int) or finetune < 0:
+        raise ConfigError(f"trainable_finetune_epochs must be an integer >= 0 (0: train from scratch), got {finetune!r}")
 
 
 def require_two_architectures(settings: Settings, *, chapter: str = "04_reproducibility") -> tuple[str, str]:

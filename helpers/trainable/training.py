@@ -73,6 +73,10 @@ def get_trained_self_explaining(
         abnormal evidence map: ``round(box_fraction * n_positive_train)``
         images (halves up), a seeded subset nested across fractions
         (:func:`box_subset`). 0 means image labels only: no mask is read.
+        Above 0, with ``settings.trainable_finetune_epochs > 0``, the model
+        is the ``box_fraction=0`` model of the same backbone and replicate,
+        fine-tuned with the boxes for that many epochs (its key is part of
+        this model's key, and the record names it in ``init_from``).
     replicate : int, optional
         Independent runs: the replicate changes the initialization, the
         training order and the boxed subset.
@@ -113,6 +117,15 @@ def get_trained_self_explaining(
     val_idx = np.asarray(splits["val"], dtype=np.int64)
     boxed = box_subset(data.labels, train_idx, box_fraction, seed=supervision_seed(settings.seed, replicate))
     seed = training_seed(settings.seed, replicate)
+    finetune = int(getattr(settings, "trainable_finetune_epochs", 0))
+    base = None
+    if box_fraction > 0 and finetune > 0:
+        # The label-efficiency models start from the image-label-only model of the same backbone and
+        # replicate and are fine-tuned with their boxes: the curve then shows what the boxes add to the
+        # same model, and the book trains one model from scratch instead of one per box fraction.
+        base_model, base = get_trained_self_explaining(
+            settings, data, splits, architecture=architecture, box_fraction=0.0, replicate=replicate,
+            pooling=pooling, r=r, box_weight=box_weight, progress=progress, on_corrupt=on_corrupt)
     pretrained = None
     if settings.pretrained:
         pretrained = {"path": str(settings.pretrained), "sha256": models.zoo.file_sha256(settings.pretrained)}
@@ -133,6 +146,8 @@ def get_trained_self_explaining(
         "learning_rate": float(settings.learning_rate),
         "patience": int(settings.patience),
         "pretrained": pretrained,
+        "init_from": None if base is None else base["key"],
+        "finetune_epochs": None if base is None else finetune,
     }
     key = stable_hash(spec)
     folder = Path(settings.cache_dir) / "trainable"
@@ -155,6 +170,8 @@ def get_trained_self_explaining(
         record["cached"] = True
         return model, record
 
+    if base is not None:
+        model.load_state_dict(base_model.state_dict())
     train = data.subset(train_idx)
     mask_available = np.isin(train_idx, boxed)
     loss = functools.partial(trainable_loss, box_weight=float(box_weight), class_weights=balanced_class_weights(train.labels))
@@ -162,7 +179,7 @@ def get_trained_self_explaining(
         model,
         train,
         data.subset(val_idx),
-        epochs=int(settings.epochs),
+        epochs=int(settings.epochs) if base is None else finetune,
         batch_size=int(settings.batch_size),
         learning_rate=float(settings.learning_rate),
         patience=int(settings.patience),
@@ -186,6 +203,8 @@ def get_trained_self_explaining(
         "n_boxes": int(len(boxed)),
         "n_positive_train": int((data.labels[train_idx] == 1).sum()),
         "training": result.as_dict(),
+        "init_from": None if base is None else base["key"],
+        "finetune_epochs": None if base is None else finetune,
     }
     write_entry(model, weights_path, record_path, record)
     record["cached"] = False

@@ -129,3 +129,16 @@ def test_one_flipped_byte_in_the_cached_weights_is_detected(blob_data, tmp_path)
     assert record2["cached"] is False and weights.with_name(weights.name + ".corrupt").exists()
     a, b = model.state_dict(), again.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # deterministic retraining restores the same model
+
+
+def test_box_supervised_models_fine_tune_the_label_only_model(trained_without_boxes, blob_data):
+    data, splits = blob_data
+    base_model, base, _, cache = trained_without_boxes
+    settings = _settings(cache, trainable_finetune_epochs=2)
+    _, tuned = training.get_trained_self_explaining(settings, data, splits, architecture="smallcnn", box_fraction=1.0)
+    assert tuned["init_from"] == base["key"] and tuned["finetune_epochs"] == 2
+    assert tuned["training"]["epochs_run"] <= 2
+    # from scratch: another key, no parent
+    _, scratch = training.get_trained_self_explaining(_settings(cache, trainable_finetune_epochs=0), data, splits,
+                                                      architecture="smallcnn", box_fraction=1.0)
+    assert scratch["init_from"] is None and scratch["key"] != tuned["key"]

@@ -58,12 +58,23 @@ def _cell(row) -> str:
     return f"{mark} {value:+.2f}{ci}{p}"
 
 
-def table(verdicts: pd.DataFrame, *, method_order: list[str] | None = None):
+def table(verdicts: pd.DataFrame, *, rules: str | None = None, method_order: list[str] | None = None):
     """Methods as rows, (criterion, rule set) as columns: outcome, statistic, CI and Holm-adjusted p.
+
+    Parameters
+    ----------
+    verdicts : pandas.DataFrame
+        Verdict rows (:data:`helpers.criteria.VERDICT_COLUMNS`).
+    rules : {"book", "paper"}, optional
+        Show one rule set (one column per criterion, a table that fits a
+        page); default both side by side.
+    method_order : list of str, optional
 
     Colours: Okabe-Ito blue (pass) and vermillion (fail), readable with
     red-green colour blindness; grey for undecided.
     """
+    if rules is not None:
+        verdicts = verdicts[verdicts["rules"] == rules]
     v = verdicts.assign(cell=verdicts.apply(_cell, axis=1),
                         title=verdicts["criterion"].map(lambda c: CRITERIA.get(c, (c,))[0]),
                         rule_set=verdicts["rules"].map(RULES_TITLES))
@@ -73,6 +84,9 @@ def table(verdicts: pd.DataFrame, *, method_order: list[str] | None = None):
     order = [(CRITERIA[c][0], RULES_TITLES[r]) for c in CRITERIA for r in ("book", "paper")]
     cols = [c for c in order if c in text.columns]
     text, state = text[cols], state.reindex(columns=cols)
+    if rules is not None:  # one rule set: the criterion alone names the column
+        text.columns = [c[0] for c in cols]
+        state.columns = [c[0] for c in cols]
     if method_order:
         rows = [m for m in method_order if m in text.index] + [m for m in text.index if m not in method_order]
         text, state = text.loc[rows], state.loc[rows]

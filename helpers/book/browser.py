@@ -81,7 +81,19 @@ MEASURE_JS = r"""
       overflowing.push({text: longest.trim().slice(0, 80), excess: excess});
     }
   }
-  return {broken_images: broken, overflowing_code: overflowing,
+  const wide = [];
+  for (const out of document.querySelectorAll('main .cell_output')) {
+    if (out.checkVisibility ? !out.checkVisibility() : out.offsetParent === null) continue;
+    // the output itself or a scrolling box inside it (the theme wraps HTML outputs in one)
+    let excess = out.scrollWidth - out.clientWidth;
+    for (const box of out.querySelectorAll('*')) {
+      const style = getComputedStyle(box);
+      if (style.overflowX === 'auto' || style.overflowX === 'scroll') excess = Math.max(excess, box.scrollWidth - box.clientWidth);
+    }
+    if (excess > 1) wide.push({text: out.textContent.trim().replace(/\s+/g, ' ').slice(0, 80), excess: excess});
+  }
+  const pageExcess = document.documentElement.scrollWidth - window.innerWidth;
+  return {broken_images: broken, overflowing_code: overflowing, wide_outputs: wide, page_overflow: pageExcess,
           height: Math.ceil(Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0))};
 })()
 """
@@ -94,7 +106,8 @@ class Rendering:
     ok: bool
     dom: str = ""
     error: str = ""
-    #: :data:`MEASURE_JS`'s result: ``broken_images`` (sources), ``overflowing_code`` (``text``, ``excess`` px), ``height``.
+    #: :data:`MEASURE_JS`'s result: ``broken_images`` (sources), ``overflowing_code`` and ``wide_outputs``
+    #: (``text``, ``excess`` px), ``page_overflow`` (px the page is wider than the window), ``height``.
     layout: dict[str, Any] = field(default_factory=dict)
     screenshot: Path | None = None
     notes: list[str] = field(default_factory=list)

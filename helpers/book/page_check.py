@@ -299,6 +299,14 @@ def judge(report: PageReport, dom: str, layout: dict[str, Any], *, page: Path, h
             report.problems.append(f"image {src[:80]} failed to load in the browser (naturalWidth 0)")
     for block in layout.get("overflowing_code", []):
         report.problems.append(f"a code line overflows its column by {block['excess']} px: {block['text'][:60]!r}")
+    for block in layout.get("wide_outputs", []):
+        # a note, not a failure: the book's CSS keeps such an output scrolling inside its cell, so the
+        # page keeps its width (a page wider than the window is a failure, below)
+        report.notes.append(f"an output (table or figure) is {block['excess']} px wider than its column and "
+                               f"scrolls sideways: {block['text'][:60]!r}")
+    if layout.get("page_overflow", 0) > 1:
+        report.problems.append(f"the page is {layout['page_overflow']} px wider than the window: a reader has to "
+                               "scroll sideways")
     report.images = len(parser.images)
     outputs = [img for img in parser.images if img["output"]]
     report.figures = len(outputs)

@@ -40,8 +40,17 @@ def summarize(scores: pd.DataFrame, by: Sequence[str], *, n_bootstrap: int = 100
     return pd.DataFrame(rows, columns=[*by, "mean", "median", "n", "ci_low", "ci_high"])
 
 
+#: Short names of the statistics in :func:`show`.
+_STATISTIC_LABELS = {"mean_difference": "Δ vs baseline (paired)", "difference_vs_network": "Δ vs network",
+                     "difference": "Δ vs baseline"}
+
+
 def show(verdicts: pd.DataFrame, *, caption: str | None = None):
     """The verdicts of one chapter as a compact table: both rule sets per method, the book's Holm-adjusted.
+
+    Columns: method, rule set, verdict (with the unadjusted one where Holm
+    changed it), the statistic the rule judged with its 95 % CI, and the
+    one-sided p-value raw and Holm-adjusted (the book's rules only).
 
     Returns
     -------
@@ -50,13 +59,30 @@ def show(verdicts: pd.DataFrame, *, caption: str | None = None):
     def outcome(p):
         return "undecided" if p is None else ("PASS" if p else "FAIL")
 
+    def verdict(row):
+        now, raw = outcome(row["passed"]), outcome(row["passed_unadjusted"])
+        return now if now == raw else f"{now} (unadjusted {raw})"
+
+    def number(row):
+        if not np.isfinite(row["value"]):
+            return "–"
+        ci = f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]" if np.isfinite(row["ci_low"]) else ""
+        return f"{row['value']:+.3f}{ci}"
+
+    def pvalues(row):
+        if not np.isfinite(row["p_value"]):
+            return "–"
+        return f"{row['p_value']:.3f} / {row['p_holm']:.3f}" if np.isfinite(row["p_holm"]) else f"{row['p_value']:.3f}"
+
     view = pd.DataFrame({
-        "method": verdicts["method"], "rules": verdicts["rules"], "criterion": verdicts["criterion"],
-        "verdict": verdicts["passed"].map(outcome),
-        "unadjusted": verdicts["passed_unadjusted"].map(outcome),
-        "statistic": verdicts["statistic"], "value": verdicts["value"],
-        "CI low": verdicts["ci_low"], "CI high": verdicts["ci_high"],
-        "p (one-sided)": verdicts["p_value"], "p (Holm)": verdicts["p_holm"],
+        "method": verdicts["method"],
+        "rules": verdicts["rules"].map({"book": "book", "paper": "paper"}),
+        "verdict": verdicts.apply(verdict, axis=1),
+        "statistic": verdicts["statistic"].map(lambda s: _STATISTIC_LABELS.get(s, s)),
+        "value [95% CI]": verdicts.apply(number, axis=1),
+        "p / p Holm": verdicts.apply(pvalues, axis=1),
     })
-    styler = view.style.format(precision=3, na_rep="–").hide(axis="index")
+    if verdicts["criterion"].nunique() > 1:
+        view.insert(1, "criterion", verdicts["criterion"].str.replace("_", " "))
+    styler = view.style.hide(axis="index")
     return styler.set_caption(caption) if caption else styler

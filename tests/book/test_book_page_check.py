@@ -81,6 +81,14 @@ def test_an_overflowing_code_line_fails_with_its_text(tmp_path):
                                "'settings = resolve(preset, dataset=dataset, data_dir=data'"]
 
 
+def test_a_wide_output_and_a_page_wider_than_the_window_fail(tmp_path):
+    layout = {"wide_outputs": [{"text": "method rules criterion verdict", "excess": 340}], "page_overflow": 300}
+    report = _judge(tmp_path, SECTIONS + _figure(), layout=layout)
+    assert report.problems == ["the page is 300 px wider than the window: a reader has to scroll sideways"]
+    assert ("an output (table or figure) is 340 px wider than its column and scrolls sideways: "
+            "'method rules criterion verdict'") in report.notes
+
+
 def test_an_image_that_did_not_load_in_the_browser_fails(tmp_path):
     report = _judge(tmp_path, SECTIONS + _figure(), layout={"broken_images": ["../../_images/fig.png"]})
     assert report.problems == ["image ../../_images/fig.png failed to load in the browser (naturalWidth 0)"]
@@ -161,3 +169,18 @@ def test_chromium_reports_a_page_that_does_not_load(tmp_path):
     rendering = browser.render(browser.find_chromium(), tmp_path / "absent.html", profile=tmp_path / "p",
                                screenshot=None, timeout=60)
     assert not rendering.ok and "ERR_FILE_NOT_FOUND" in rendering.error
+
+
+@needs_chromium
+def test_chromium_measures_a_wide_table_in_an_output(tmp_path):
+    cells = "".join(f"<td>column-{k}-with-long-text</td>" for k in range(30))
+    page = tmp_path / "page.html"
+    page.write_text(f"""<html><body><main><div style="width: 500px">
+      <div class="cell_output" style="overflow-x: auto"><table><tr>{cells}</tr></table></div>
+      <div class="cell_output"><p>narrow</p></div></div></main></body></html>""")
+    rendering = browser.render(browser.find_chromium(), page, profile=tmp_path / "profile", screenshot=None,
+                               timeout=60)
+    assert rendering.ok, rendering.error
+    wide = rendering.layout["wide_outputs"]
+    assert len(wide) == 1 and wide[0]["text"].startswith("column-0") and wide[0]["excess"] > 500
+    assert rendering.layout["page_overflow"] <= 1

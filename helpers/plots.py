@@ -923,7 +923,7 @@ def scorecard_heatmap(
     methods: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """The verdicts as a method x criterion grid of green (pass), red (fail) and grey (not evaluated) cells.
+    """The verdicts as a method x criterion grid of blue (pass), vermillion (fail) and grey (not evaluated) cells.
 
     Parameters
     ----------

@@ -133,8 +133,9 @@ def _why(criterion: str, book, paper, row) -> str:
                 f"asks a paired per-image difference to be below 0 with its CI ({_fmt(bval)} "
                 f"[{_fmt(row.get(('ci_low', 'book')))}, {_fmt(row.get(('ci_high', 'book')))}]) after Holm")
     return (f"the paper asks the maps to agree as well as two localization networks do (difference "
-            f"{_fmt(pval)}), the book only that they agree more than maps of different images "
-            f"({_fmt(bval)} above chance)")
+            f"{_fmt(pval)}), the book that they agree more than maps of different images by a CI above 0 "
+            f"(difference to chance {_fmt(bval)} [{_fmt(row.get(('ci_low', 'book')))}, "
+            f"{_fmt(row.get(('ci_high', 'book')))}])")
 
 
 def counts_beside_paper(verdicts: pd.DataFrame, paper_reference: pd.DataFrame) -> pd.DataFrame:

@@ -29,14 +29,18 @@ of their values) and treat a failed check alike, through ``on_corrupt``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from filelock import FileLock
 
 __all__ = [
+    "entry_lock",
     "stable_hash",
     "atomic_write",
     "atomic_write_bytes",
@@ -104,6 +108,29 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+@contextlib.contextmanager
+def entry_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on the cache entry ``path`` (a hidden ``.<name>.lock`` file beside it).
+
+    Two processes that need the same expensive entry (two chapters run side
+    by side by ``helpers.book execute --jobs 2``, two Dask workers) would
+    otherwise both compute it; under the lock the second one waits and then
+    reads what the first one wrote. The lock is advisory (``filelock``:
+    ``flock`` on POSIX, ``msvcrt`` on Windows) and is released when the block
+    ends or the process dies, so a killed run leaves no stale lock. Never
+    nest two locks on the same path in one process (``flock`` would block on
+    itself).
+
+    References
+    ----------
+    .. [1] py-filelock, https://py-filelock.readthedocs.io
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        yield
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 from torch import nn
 
-from helpers._cache import stable_hash
+from helpers._cache import entry_lock, stable_hash
 from helpers._weights import load_checked_entry, write_entry
 
 __all__ = [
@@ -448,33 +448,34 @@ def get_trained_localizer(
     weights_path, record_path = folder / f"unet-{key}.pt", folder / f"unet-{key}.json"
     device = resolve_device(settings.device)
     model = build_localizer(seed=seed, base_channels=base_channels, depth=depth)
-    record = load_checked_entry(model, weights_path, record_path, key=key, on_corrupt=on_corrupt, error=LocalizerError,
-                                what="localizer")
-    if record is not None:
-        model.to(device).eval()
+    with entry_lock(weights_path):  # one process trains or computes it, the others wait and read it
+        record = load_checked_entry(model, weights_path, record_path, key=key, on_corrupt=on_corrupt, error=LocalizerError,
+                                    what="localizer")
+        if record is not None:
+            model.to(device).eval()
+            return model, record
+        result = fit_localizer(
+            model,
+            data.subset(train_idx),
+            data.subset(val_idx),
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            patience=settings.patience,
+            seed=seed,
+            device=device,
+            dice_weight=dice_weight,
+            augment=True,
+        )
+        record = {
+            "key": key,
+            "architecture": "unet",
+            "replicate": int(replicate),
+            "mask_fraction": mask_fraction,
+            "seed": seed,
+            "positive_indices": _index_list(positives),
+            "n_train": int(len(train_idx)),
+            **result,
+        }
+        write_entry(model, weights_path, record_path, record)
         return model, record
-    result = fit_localizer(
-        model,
-        data.subset(train_idx),
-        data.subset(val_idx),
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        patience=settings.patience,
-        seed=seed,
-        device=device,
-        dice_weight=dice_weight,
-        augment=True,
-    )
-    record = {
-        "key": key,
-        "architecture": "unet",
-        "replicate": int(replicate),
-        "mask_fraction": mask_fraction,
-        "seed": seed,
-        "positive_indices": _index_list(positives),
-        "n_train": int(len(train_idx)),
-        **result,
-    }
-    write_entry(model, weights_path, record_path, record)
-    return model, record

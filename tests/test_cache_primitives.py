@@ -29,3 +29,33 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
         atomic_write(target, broken)
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["w.bin"]
+
+
+def test_entry_lock_makes_a_second_process_wait_and_read_what_the_first_wrote(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from helpers._cache import entry_lock
+
+    entry = tmp_path / "entry.npz"
+    holder = textwrap.dedent(f"""
+        import pathlib, time
+        from helpers._cache import entry_lock
+        with entry_lock({str(entry)!r}):
+            pathlib.Path({str(tmp_path / 'held')!r}).touch()
+            time.sleep(1.5)
+            pathlib.Path({str(entry)!r}).write_text("written by the first process")
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder])
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "held").exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "the first process never took the lock"
+            time.sleep(0.05)
+        with entry_lock(entry):  # blocks until the first process has written and released
+            assert entry.read_text() == "written by the first process"
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 0

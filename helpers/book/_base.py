@@ -10,10 +10,13 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 __all__ = [
     "CHAPTERS",
+    "FIRST_CHAPTER",
+    "LAST_CHAPTER",
+    "chapter_needs",
     "NOTEBOOKS_DIR",
     "EXECUTED_DIR",
     "BookError",
@@ -35,6 +38,27 @@ CHAPTERS: tuple[str, ...] = (
     "07_counterfactual_inpainting",
     "05_scorecard",
 )
+
+#: The chapter every other one reads models and data from, and the one that reads every other chapter's tables.
+FIRST_CHAPTER = "00_data_and_models"
+LAST_CHAPTER = "05_scorecard"
+
+
+def chapter_needs(name: str, planned: Sequence[str]) -> tuple[str, ...]:
+    """The planned chapters that must have finished before ``name`` starts (``execute --jobs N``).
+
+    Chapter 00 generates the data and trains the classifiers every chapter
+    reads; the scorecard reads every chapter's verdicts. The chapters in
+    between only share cache entries (models, maps), which
+    :func:`helpers._cache.entry_lock` keeps from being computed twice, so
+    they may run side by side in any order.
+    """
+    if name == FIRST_CHAPTER:
+        return ()
+    if name == LAST_CHAPTER:
+        return tuple(n for n in planned if n != LAST_CHAPTER)
+    return tuple(n for n in planned if n == FIRST_CHAPTER)
+
 
 #: Where the parameterized sources live (relative to the repository root).
 NOTEBOOKS_DIR = "notebooks"

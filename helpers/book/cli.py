@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=EXECUTED_DIR, help=f"folder of the executed copies (default {EXECUTED_DIR})")
     e.add_argument("--timeout", type=int, default=None, help="seconds a cell may run (default: no limit)")
     e.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    e.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="chapters run side by side after chapter 00 (default 1); each kernel gets its share of "
+                        "the cores (OMP_NUM_THREADS), shared models and maps are computed once")
 
     h = sub.add_parser("html", help="build the HTML book into _build/html (no execution)")
     h.add_argument("--strict", action="store_true",
@@ -81,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "execute":
             execute(preset=args.preset, params=parse_params(args.param), only=args.only, strict=args.strict,
-                    out=args.out, root=args.root, progress=not args.no_progress, timeout=args.timeout)
+                    out=args.out, root=args.root, progress=not args.no_progress, timeout=args.timeout,
+                    jobs=args.jobs)
         elif args.command == "html":
             html(strict=args.strict, root=args.root)
         elif args.command == "check":

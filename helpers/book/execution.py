@@ -30,6 +30,7 @@ import yaml
 from helpers._cache import atomic_write
 from helpers.book._base import (
     CHAPTERS,
+    chapter_needs,
     EXECUTED_DIR,
     NOTEBOOKS_DIR,
     BookError,
@@ -45,6 +46,13 @@ from helpers.config import NOTEBOOK_PARAMETERS, PRESETS, default_dirs
 __all__ = ["NotebookRun", "KERNEL_ENV", "PLUMBING_TAGS", "parse_params", "execute", "tag_plumbing"]
 
 _TIMINGS_COLUMNS = ("notebook", "preset", "seconds", "date")
+
+#: Seconds of each chapter on `default` (fresh clone, 2 cores, 2026-12-01): the order of ``--jobs`` runs
+#: when ``timings.csv`` has no record yet (longest first keeps the last lane short).
+_SECONDS_HINT: dict[str, float] = {"00_data_and_models": 431, "01_localization_utility": 300,
+                                   "02_randomization_sensitivity": 397, "03_repeatability": 146,
+                                   "04_reproducibility": 115, "06_trainable_saliency": 469,
+                                   "07_counterfactual_inpainting": 255, "05_scorecard": 18}
 
 #: Environment of the papermill kernels: no tqdm bar in any cell output (tqdm >= 4.66 reads ``TQDM_*``).
 KERNEL_ENV: dict[str, str] = {"TQDM_DISABLE": "1"}
@@ -188,8 +196,9 @@ def execute(
     kernel: str = "python3",
     progress: bool = True,
     timeout: int | None = None,
+    jobs: int = 1,
 ) -> list[NotebookRun]:
-    """Execute the chapter notebooks with papermill, in :data:`CHAPTERS` order.
+    """Execute the chapter notebooks with papermill, in :data:`CHAPTERS` order (or ``jobs`` at a time).
 
     Parameters
     ----------
@@ -213,6 +222,17 @@ def execute(
         papermill's per-cell progress bar.
     timeout : int, optional
         Seconds a cell may run (default: no limit).
+    jobs : int, optional
+        Chapters run side by side (default 1: one after the other). With
+        ``jobs > 1`` chapter 00 runs first and alone, the scorecard last, and
+        the chapters in between ``jobs`` at a time (:func:`~helpers.book._base.chapter_needs`),
+        longest first by the last recorded timings of this preset. Each
+        kernel gets ``OMP_NUM_THREADS`` = the cores (``$OMP_NUM_THREADS`` or
+        all) divided by the chapters running beside it, and all of them when
+        it runs alone. Chapters that need the same model or maps wait for
+        each other on the cache entry's lock (:func:`helpers._cache.entry_lock`)
+        instead of computing it twice, so the results are those of a serial
+        run. No per-cell progress bar is drawn then.
 
     The kernels run with :data:`KERNEL_ENV` added to the environment (no
     progress bars in the pages) and every executed copy gets
@@ -243,6 +263,7 @@ def execute(
     if bad:
         raise BookInputError(f"unknown notebook parameter(s) {bad}; valid: "
                              f"{', '.join(n for n in NOTEBOOK_PARAMETERS if n != 'preset')}")
+    wall_start = time.perf_counter()
     plan = _plan(root, only, strict)
     src_dir = root / NOTEBOOKS_DIR
     out_dir = root / out
@@ -258,36 +279,140 @@ def execute(
         print(f"nothing to execute: no chapter notebook in {src_dir}/")
         return []
 
-    import papermill as pm  # the book extra: only `execute` needs it
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs: list[NotebookRun] = []
+    jobs = _check_jobs(jobs)
+    cores = _cores()
     print(f"executing {len(plan)} notebook(s) with preset={preset!r}"
-          + (f" and {params}" if params else "") + f" -> {out_dir}")
-    for name in plan:
-        src = src_dir / f"{name}.ipynb"
-        dst = out_dir / f"{name}.ipynb"
-        print(f"[{name}]", flush=True)
-        start = time.perf_counter()
-        try:
-            with _environment(KERNEL_ENV):  # the kernel inherits this process's environment
-                pm.execute_notebook(str(src), str(dst), parameters=injected, kernel_name=kernel, cwd=str(root),
-                                    progress_bar=progress, log_output=False, request_save_on_cell_execute=True,
-                                    execution_timeout=timeout)
-        except Exception as exc:  # papermill / nbclient raise several types; all are reported alike
-            raise NotebookFailed(_failure_message(name, src, dst, exc, param_index[name])) from exc
-        _tag_executed_copy(dst)
-        run = NotebookRun(name, time.perf_counter() - start, dst)
-        _record_timing(timings_path, run, preset)
-        runs.append(run)
+          + (f" and {params}" if params else "") + f" -> {out_dir}"
+          + (f", {jobs} at a time on {cores} core(s)" if jobs > 1 else ""))
+    order = _longest_first(plan, timings_path, preset)
+    runs: dict[str, NotebookRun] = {}
+
+    def finished(name: str, seconds: float) -> None:
+        run = NotebookRun(name, seconds, out_dir / f"{name}.ipynb")
+        _record_timing(timings_path, run, preset)  # only this process writes the table
+        runs[name] = run
         print(f"[{name}] done in {run.seconds:.1f} s", flush=True)
-    total = sum(r.seconds for r in runs)
-    width = max(len(r.notebook) for r in runs)
+
+    job = dict(src_dir=str(src_dir), out_dir=str(out_dir), injected=injected, kernel=kernel, root=str(root),
+               timeout=timeout)
+    if jobs == 1:
+        for name in plan:
+            print(f"[{name}]", flush=True)
+            finished(name, _run_notebook(name, progress=progress, env=dict(KERNEL_ENV), param_index=param_index[name],
+                                         **job))
+    else:
+        _run_side_by_side(order, jobs=jobs, cores=cores, job=job, param_index=param_index, finished=finished)
+    ordered = [runs[n] for n in plan if n in runs]
+    total = sum(r.seconds for r in ordered)
+    width = max(len(r.notebook) for r in ordered)
     print(f"\n{'notebook':<{width}}  seconds")
-    for r in runs:
+    for r in ordered:
         print(f"{r.notebook:<{width}}  {r.seconds:7.1f}")
     print(f"{'total':<{width}}  {total:7.1f}   (timings appended to {timings_path})")
-    return runs
+    if jobs > 1:
+        print(f"{'wall':<{width}}  {time.perf_counter() - wall_start:7.1f}   ({jobs} chapters at a time)")
+    return ordered
+
+
+def _check_jobs(jobs: Any) -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise BookInputError(f"--jobs must be a positive integer (chapters run side by side), got {jobs!r}")
+    return jobs
+
+
+def _cores() -> int:
+    """Cores the kernels may use: ``$OMP_NUM_THREADS`` when set, else all of this machine's."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            raise BookInputError(f"OMP_NUM_THREADS={text!r} is not an integer; unset it or give a core count") from None
+        if value >= 1:
+            return value
+    return os.cpu_count() or 1
+
+
+def _longest_first(plan: Sequence[str], timings_path: Path, preset: str) -> list[str]:
+    """``plan`` longest first: the last recorded seconds of each chapter on ``preset``, else :data:`_SECONDS_HINT`."""
+    last: dict[str, float] = {}
+    if timings_path.exists():
+        with timings_path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("preset") == preset:
+                    try:
+                        last[row["notebook"]] = float(row["seconds"])
+                    except (KeyError, TypeError, ValueError):
+                        continue
+    hint = {n: last.get(n, _SECONDS_HINT.get(n, 0.0)) for n in plan}
+    return sorted(plan, key=lambda n: -hint[n])
+
+
+def _run_notebook(name: str, *, src_dir: str, out_dir: str, injected: Mapping[str, Any], kernel: str, root: str,
+                  timeout: int | None, progress: bool, env: Mapping[str, str], param_index: int) -> float:
+    """Execute one chapter with papermill (in this process's environment plus ``env``); its wall seconds."""
+    import papermill as pm  # the book extra: only `execute` needs it
+
+    src, dst = Path(src_dir) / f"{name}.ipynb", Path(out_dir) / f"{name}.ipynb"
+    start = time.perf_counter()
+    try:
+        with _environment(env):  # the kernel inherits this process's environment
+            pm.execute_notebook(str(src), str(dst), parameters=dict(injected), kernel_name=kernel, cwd=root,
+                                progress_bar=progress, log_output=False, request_save_on_cell_execute=True,
+                                execution_timeout=timeout)
+    except Exception as exc:  # papermill / nbclient raise several types; all are reported alike
+        raise NotebookFailed(_failure_message(name, src, dst, exc, param_index)) from exc
+    _tag_executed_copy(dst)
+    return time.perf_counter() - start
+
+
+def _run_side_by_side(order: Sequence[str], *, jobs: int, cores: int, job: Mapping[str, Any],
+                      param_index: Mapping[str, int], finished) -> None:
+    """Run the chapters of ``order`` ``jobs`` at a time, each in its own process, respecting :func:`chapter_needs`.
+
+    Each chapter runs in a fresh process (``spawn``) so that its kernel
+    inherits its own ``OMP_NUM_THREADS``; the first failure stops new starts,
+    lets the running chapters finish and is raised.
+    """
+    import concurrent.futures as cf
+    import multiprocessing
+
+    pending = list(order)
+    needs = {n: set(chapter_needs(n, order)) for n in order}
+    done: set[str] = set()
+    failure: BaseException | None = None
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running: dict[cf.Future, str] = {}
+        while pending or running:
+            ready = [n for n in pending if needs[n] <= done] if failure is None else []
+            while ready and len(running) < jobs:
+                name = ready.pop(0)
+                pending.remove(name)
+                alongside = min(jobs, len(running) + 1 + len(ready))
+                threads = max(1, cores // alongside)
+                env = {**KERNEL_ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+                print(f"[{name}] started ({threads} thread(s))", flush=True)
+                running[pool.submit(_run_notebook, name, progress=False, env=env, param_index=param_index[name],
+                                    **job)] = name
+            if not running:
+                break
+            complete, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in complete:
+                name = running.pop(future)
+                try:
+                    seconds = future.result()
+                except BaseException as exc:  # noqa: BLE001 - re-raised once the running chapters are done
+                    print(f"[{name}] FAILED", flush=True)
+                    failure = failure or exc
+                    continue
+                done.add(name)
+                finished(name, seconds)
+    if failure is not None:
+        raise failure
+    skipped = [n for n in order if n not in done]
+    if skipped:
+        raise BookError(f"chapters {skipped} were not run: a chapter they need did not finish")
 
 
 @contextlib.contextmanager

@@ -91,7 +91,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers._cache import atomic_write, stable_hash
+from helpers._cache import atomic_write, entry_lock, stable_hash
 from helpers.counterfactual.perturbations import PERTURBATIONS, CounterfactualError, Perturbation, diffusion_fill
 
 __all__ = [
@@ -585,20 +585,21 @@ def get_trained_inpainter(settings, data, splits: Mapping[str, Any]) -> tuple[Pa
     spec = inpainter_spec(settings, train)
     key = stable_hash(spec)
     weights_path, record_path = _paths(Path(settings.cache_dir) / "inpainters", key)
-    if weights_path.exists() and record_path.exists():
-        _, record = load_inpainter(weights_path)  # verifies the checksum
+    with entry_lock(weights_path):  # one process trains or computes it, the others wait and read it
+        if weights_path.exists() and record_path.exists():
+            _, record = load_inpainter(weights_path)  # verifies the checksum
+            return weights_path, record
+        model = build_inpainter(channels=spec["channels"], seed=spec["seed"])
+        result = fit_inpainter(
+            model, train.images, steps=spec["steps"], batch_size=spec["batch_size"],
+            learning_rate=spec["learning_rate"], texture_weight=spec["texture_weight"], seed=spec["seed"],
+            crop=spec["crop"], mask_stride=spec["masks"]["mask_stride"], device=resolve_device(settings.device),
+        )
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
+        record = {"key": key, "spec": spec, "sha256": _sha256(weights_path), "n_train": int(len(negatives)), **result}
+        atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
         return weights_path, record
-    model = build_inpainter(channels=spec["channels"], seed=spec["seed"])
-    result = fit_inpainter(
-        model, train.images, steps=spec["steps"], batch_size=spec["batch_size"],
-        learning_rate=spec["learning_rate"], texture_weight=spec["texture_weight"], seed=spec["seed"],
-        crop=spec["crop"], mask_stride=spec["masks"]["mask_stride"], device=resolve_device(settings.device),
-    )
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
-    record = {"key": key, "spec": spec, "sha256": _sha256(weights_path), "n_train": int(len(negatives)), **result}
-    atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
-    return weights_path, record
 
 
 # ----------------------------------------------------------------------------- the operator

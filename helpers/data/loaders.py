@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_dilation
 
-from helpers._cache import atomic_write, stable_hash
+from helpers._cache import atomic_write, entry_lock, stable_hash
 from helpers.data._tables import check_image_size, check_limit, read_table
 from helpers.data.errors import DataError
 from helpers.data.folder import load_folder
@@ -165,11 +165,13 @@ def synthetic_dir(
         )
 
     if not folder.is_dir():
-        try:
-            synth(folder, progress=progress, **params)
-        except DataError:
-            if not folder.is_dir():  # not a lost race with another process: a real error
-                raise
+        with entry_lock(folder):  # chapters run side by side: one writes it, the others wait and read it
+            if not folder.is_dir():
+                try:
+                    synth(folder, progress=progress, **params)
+                except DataError:
+                    if not folder.is_dir():  # not a lost race with another process: a real error
+                        raise
     found = read_synth_params(folder)
     if not matches(found):
         raise DataError(
@@ -234,8 +236,14 @@ def _load_synthetic_cached(folder: Path, *, image_size: int, progress: bool | No
         except Exception as exc:  # a damaged cache entry: rebuilt from the files, loudly
             warnings.warn(f"cached image set {str(cache_file)!r} cannot be read ({type(exc).__name__}: {exc}); rebuilding it from {str(folder)!r}",
                           RuntimeWarning, stacklevel=3)
-    data = load_synthetic(folder, image_size=image_size, progress=progress)
-    _save_imageset(cache_file, data)
+    with entry_lock(cache_file):
+        if cache_file.is_file():  # written by a chapter that held the lock first
+            try:
+                return _read_imageset(cache_file)
+            except Exception:  # noqa: BLE001 - the damaged file was reported above; rebuilt below
+                pass
+        data = load_synthetic(folder, image_size=image_size, progress=progress)
+        _save_imageset(cache_file, data)
     return data
 
 

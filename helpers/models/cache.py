@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torchvision
 
-from helpers._cache import atomic_write, atomic_write_bytes, set_aside, stable_hash
+from helpers._cache import atomic_write, atomic_write_bytes, entry_lock, set_aside, stable_hash
 from helpers._weights import WeightsIntegrityError, read_checked_state_dict, state_dict_payload
 from helpers.models._errors import CacheCorruptError, CacheWarning, ModelError
 from helpers.models.training import Augmentation, fit, predict_proba, roc_auc_ci
@@ -362,98 +362,99 @@ def get_trained(
     weights = weights_path(settings.cache_dir, architecture=architecture, replicate=replicate, label_mode=label_mode, key=key)
     record_file = weights.with_suffix(".json")
 
-    if weights.exists():
-        try:
-            model, record = _load(weights, record_file, architecture=architecture, key=key, device=device)
-        except CacheCorruptError as error:
-            if on_corrupt == "raise":
-                raise CacheCorruptError(f"{error}; delete {str(weights)!r} and {str(record_file)!r} to retrain") from error
-            moved = [str(set_aside(p)) for p in (weights, record_file) if p.exists()]
-            warnings.warn(f"{error}; set aside as {moved} and retraining", CacheWarning, stacklevel=2)
-        else:
-            if int(record.get("n_bootstrap", -1)) != int(settings.n_bootstrap):
-                _add_test_ci(record, data.labels[idx["test"]], np.asarray(record["test_scores"]), settings=settings)
-            record["cache_hit"] = True
-            if progress:
-                print(f"[{architecture}] replicate {replicate} ({label_mode} labels) loaded from {weights}: "
-                      f"train accuracy {record['train_accuracy']:.3f}, test AUC {record['test_auc']:.3f}", flush=True)
-            return model, record
+    with entry_lock(weights):  # one process trains or computes it, the others wait and read it
+        if weights.exists():
+            try:
+                model, record = _load(weights, record_file, architecture=architecture, key=key, device=device)
+            except CacheCorruptError as error:
+                if on_corrupt == "raise":
+                    raise CacheCorruptError(f"{error}; delete {str(weights)!r} and {str(record_file)!r} to retrain") from error
+                moved = [str(set_aside(p)) for p in (weights, record_file) if p.exists()]
+                warnings.warn(f"{error}; set aside as {moved} and retraining", CacheWarning, stacklevel=2)
+            else:
+                if int(record.get("n_bootstrap", -1)) != int(settings.n_bootstrap):
+                    _add_test_ci(record, data.labels[idx["test"]], np.asarray(record["test_scores"]), settings=settings)
+                record["cache_hit"] = True
+                if progress:
+                    print(f"[{architecture}] replicate {replicate} ({label_mode} labels) loaded from {weights}: "
+                          f"train accuracy {record['train_accuracy']:.3f}, test AUC {record['test_auc']:.3f}", flush=True)
+                return model, record
 
-    seed = inputs["seed"]
-    permuted = label_mode == "permuted"
-    train_idx = idx["train"]
-    if permuted:
-        train_idx = permuted_subset(train_idx, data.labels, fraction=settings.label_randomization_train_fraction,
-                                    seed=settings.seed, replicate=replicate)
-    true_train_labels = data.labels[train_idx]
-    train_labels = permuted_labels(true_train_labels, seed=settings.seed, replicate=replicate) if permuted else true_train_labels
-    train = _Labelled(data.images[train_idx], train_labels, data.masks[train_idx])
-    val = _Labelled(data.images[idx["val"]], data.labels[idx["val"]], data.masks[idx["val"]])
-    model = build(architecture, pretrained=settings.pretrained, image_size=int(settings.image_size), seed=seed)
-    if progress:
-        goal = (f"until {settings.label_randomization_target_accuracy:.0%} accuracy on the permuted labels "
-                f"(at most {settings.label_randomization_max_epochs} epochs)" if permuted else f"validating on {len(idx['val'])}")
-        print(f"[{architecture}] training replicate {replicate} ({label_mode} labels, seed {seed}) on "
-              f"{len(train_idx)} images, {goal}", flush=True)
-    start = time.perf_counter()
-    schedule = (
-        dict(epochs=int(settings.label_randomization_max_epochs), select="train_accuracy", augment=False,
-             target_accuracy=float(settings.label_randomization_target_accuracy))
-        if permuted else dict(epochs=int(settings.epochs), select="val_auc", augment=True)
-    )
-    result = fit(
-        model,
-        train,
-        val,
-        batch_size=int(settings.batch_size),
-        learning_rate=float(settings.learning_rate),
-        patience=int(settings.patience),
-        seed=seed,
-        device=device,
-        progress=progress,
-        **schedule,
-    )
-    seconds = time.perf_counter() - start
-    test_scores = predict_proba(model, data.images[idx["test"]], batch_size=int(settings.batch_size), device=device)
-    train_scores = predict_proba(model, data.images[train_idx], batch_size=int(settings.batch_size), device=device)
-    record: dict[str, Any] = {
-        "architecture": architecture,
-        "replicate": int(replicate),
-        "label_mode": label_mode,
-        "seed": seed,
-        "master_seed": int(settings.seed),
-        "key": key,
-        "key_inputs": inputs,
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early,
-        "selected_on": result.selected_on,
-        "val_auc": result.best_val_auc,
-        "train_accuracy": result.train_accuracy,
-        "train_accuracy_true_labels": float(np.mean((train_scores >= 0.5).astype(np.int64) == true_train_labels)),
-        "target_accuracy": result.target_accuracy,
-        "reached_target": result.reached_target,
-        "test_scores": [float(s) for s in test_scores],
-        "n_train": int(len(train_idx)),
-        "n_val": int(len(idx["val"])),
-        "n_test": int(len(idx["test"])),
-        "train_fraction": float(settings.label_randomization_train_fraction) if permuted else 1.0,
-        "augmented": not permuted,
-        "label_agreement": float(np.mean(train_labels == true_train_labels)),
-        "training_seconds": seconds,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "weights_file": weights.name,
-        "pretrained": None if settings.pretrained is None else str(settings.pretrained),
-    }
-    _add_test_ci(record, data.labels[idx["test"]], test_scores, settings=settings)
-    payload, record["weights_sha256"] = state_dict_payload(model)
-    # The record first: a weights file under its final name implies its record (and digest) exists.
-    atomic_write(record_file, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
-    atomic_write_bytes(weights, payload)
-    record["cache_hit"] = False
-    return model.eval(), record
+        seed = inputs["seed"]
+        permuted = label_mode == "permuted"
+        train_idx = idx["train"]
+        if permuted:
+            train_idx = permuted_subset(train_idx, data.labels, fraction=settings.label_randomization_train_fraction,
+                                        seed=settings.seed, replicate=replicate)
+        true_train_labels = data.labels[train_idx]
+        train_labels = permuted_labels(true_train_labels, seed=settings.seed, replicate=replicate) if permuted else true_train_labels
+        train = _Labelled(data.images[train_idx], train_labels, data.masks[train_idx])
+        val = _Labelled(data.images[idx["val"]], data.labels[idx["val"]], data.masks[idx["val"]])
+        model = build(architecture, pretrained=settings.pretrained, image_size=int(settings.image_size), seed=seed)
+        if progress:
+            goal = (f"until {settings.label_randomization_target_accuracy:.0%} accuracy on the permuted labels "
+                    f"(at most {settings.label_randomization_max_epochs} epochs)" if permuted else f"validating on {len(idx['val'])}")
+            print(f"[{architecture}] training replicate {replicate} ({label_mode} labels, seed {seed}) on "
+                  f"{len(train_idx)} images, {goal}", flush=True)
+        start = time.perf_counter()
+        schedule = (
+            dict(epochs=int(settings.label_randomization_max_epochs), select="train_accuracy", augment=False,
+                 target_accuracy=float(settings.label_randomization_target_accuracy))
+            if permuted else dict(epochs=int(settings.epochs), select="val_auc", augment=True)
+        )
+        result = fit(
+            model,
+            train,
+            val,
+            batch_size=int(settings.batch_size),
+            learning_rate=float(settings.learning_rate),
+            patience=int(settings.patience),
+            seed=seed,
+            device=device,
+            progress=progress,
+            **schedule,
+        )
+        seconds = time.perf_counter() - start
+        test_scores = predict_proba(model, data.images[idx["test"]], batch_size=int(settings.batch_size), device=device)
+        train_scores = predict_proba(model, data.images[train_idx], batch_size=int(settings.batch_size), device=device)
+        record: dict[str, Any] = {
+            "architecture": architecture,
+            "replicate": int(replicate),
+            "label_mode": label_mode,
+            "seed": seed,
+            "master_seed": int(settings.seed),
+            "key": key,
+            "key_inputs": inputs,
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "selected_on": result.selected_on,
+            "val_auc": result.best_val_auc,
+            "train_accuracy": result.train_accuracy,
+            "train_accuracy_true_labels": float(np.mean((train_scores >= 0.5).astype(np.int64) == true_train_labels)),
+            "target_accuracy": result.target_accuracy,
+            "reached_target": result.reached_target,
+            "test_scores": [float(s) for s in test_scores],
+            "n_train": int(len(train_idx)),
+            "n_val": int(len(idx["val"])),
+            "n_test": int(len(idx["test"])),
+            "train_fraction": float(settings.label_randomization_train_fraction) if permuted else 1.0,
+            "augmented": not permuted,
+            "label_agreement": float(np.mean(train_labels == true_train_labels)),
+            "training_seconds": seconds,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "weights_file": weights.name,
+            "pretrained": None if settings.pretrained is None else str(settings.pretrained),
+        }
+        _add_test_ci(record, data.labels[idx["test"]], test_scores, settings=settings)
+        payload, record["weights_sha256"] = state_dict_payload(model)
+        # The record first: a weights file under its final name implies its record (and digest) exists.
+        atomic_write(record_file, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+        atomic_write_bytes(weights, payload)
+        record["cache_hit"] = False
+        return model.eval(), record
 
 
 def label_randomization_ready(record: Mapping[str, Any], *, min_accuracy: float) -> tuple[bool, str]:

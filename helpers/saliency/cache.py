@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers._cache import CorruptCacheWarning, atomic_write, check_on_corrupt, sha256_bytes, stable_hash
+from helpers._cache import CorruptCacheWarning, atomic_write, check_on_corrupt, entry_lock, sha256_bytes, stable_hash
 from helpers.saliency import _compute_raw, _target_spec
 from helpers.saliency import _engine as E
 from helpers.saliency._errors import CorruptCacheEntryError, MapCacheError
@@ -300,19 +300,27 @@ class MapCache:
             if path.exists():
                 raws[k] = self._load(path, entry_keys[k], expected_shape[-2:])
         missing = [k for k in range(n) if raws[k] is None]
-        self.stats.hits += n - len(missing)
         if missing:
-            self._write_key(folder, key)
-            sub_target = "predicted" if tspec == "predicted" else [targets[k] for k in missing]
-            computed, _ = _compute_raw(
-                model, x[missing], method, target=sub_target, batch_size=batch_size,
-                internal_batch_size=internal_batch_size, progress=progress, settings=settings,
-            )
-            self.stats.computations += 1
-            self.stats.misses += len(missing)
-            for k, raw in zip(missing, computed):
-                self._store(paths[k], raw, entry_keys[k])
-                raws[k] = raw
+            # Another process (a chapter run side by side, a Dask worker) may be computing the same
+            # entries: under the key's lock, read what it wrote and compute only what is still missing.
+            with entry_lock(folder / "key.json"):
+                for k in missing:
+                    if paths[k].exists():
+                        raws[k] = self._load(paths[k], entry_keys[k], expected_shape[-2:])
+                missing = [k for k in range(n) if raws[k] is None]
+                if missing:
+                    self._write_key(folder, key)
+                    sub_target = "predicted" if tspec == "predicted" else [targets[k] for k in missing]
+                    computed, _ = _compute_raw(
+                        model, x[missing], method, target=sub_target, batch_size=batch_size,
+                        internal_batch_size=internal_batch_size, progress=progress, settings=settings,
+                    )
+                    self.stats.computations += 1
+                    self.stats.misses += len(missing)
+                    for k, raw in zip(missing, computed):
+                        self._store(paths[k], raw, entry_keys[k])
+                        raws[k] = raw
+        self.stats.hits += n - len(missing)
         channels = {r.shape[0] for r in raws}  # type: ignore[union-attr]
         if len(channels) != 1:
             raise MapCacheError(f"cached raw maps of {method!r} under {folder} disagree on the channel count {channels}")

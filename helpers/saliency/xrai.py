@@ -157,6 +157,74 @@ def segments(image: np.ndarray, *, digest: bytes | None = None) -> list[np.ndarr
     return masks
 
 
+def _greedy_full(attr: np.ndarray, segs: Sequence[np.ndarray], *, area_threshold: float,
+                 min_pixel_diff: int) -> tuple[np.ndarray, np.ndarray]:
+    """PAIR's "full" XRAI greedy (``XRAI._xrai`` with integer ranks), same output, incremental bookkeeping.
+
+    Why by hand: PAIR's loop recomputes, at every step, every remaining
+    segment's new-pixel count and mean attribution over the whole image
+    (O(S^2 * P) for S segments of P pixels: ~1.4 s per 80 px image and map
+    on 2 cores, the largest CPU cost of the randomization chapters). Here
+    each segment's count of not-yet-covered pixels (exact integers) and their
+    attribution sum are updated only at the pixels a step covers (O(S * P)
+    in all). The sums drift by rounding, so the step's choice is made the
+    way PAIR makes it: every candidate within a rounding tolerance of the
+    best approximate gain gets PAIR's own gain, ``attr[new].mean()``, and
+    the first strict maximum in segment order wins; the recorded gains are
+    PAIR's exactly. Tested equal to PAIR (maps and ranks) on real segments,
+    random attributions and attributions with exact ties.
+    """
+    shape = attr.shape
+    flat = np.asarray(attr, dtype=np.float64).ravel()
+    n_pixels = flat.size
+    members = (np.stack([np.asarray(m, dtype=bool).ravel() for m in segs]) if len(segs)
+               else np.zeros((0, n_pixels), dtype=bool))
+    counts = members.sum(axis=1).astype(np.int64)
+    sums = members.astype(np.float64) @ flat
+    alive = np.ones(len(segs), dtype=bool)
+    covered = np.zeros(n_pixels, dtype=bool)
+    output = np.full(n_pixels, -np.inf)
+    # Rounding of the incremental sums is below 1e-12 of the largest |attribution| by orders of magnitude.
+    tolerance = 1e-9 * (float(np.max(np.abs(flat))) if n_pixels else 0.0) + 1e-300
+    trace: list[tuple[np.ndarray, float]] = []
+    area = 0.0
+    while area <= area_threshold:
+        alive &= counts >= min_pixel_diff  # PAIR drops them for good before choosing
+        candidates = np.flatnonzero(alive)
+        if not len(candidates):
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            approx = np.where(counts[candidates] > 0, sums[candidates] / counts[candidates], -np.inf)
+        best_approx = approx.max()
+        best, best_gain = None, -np.inf
+        for k in candidates[approx >= best_approx - 2 * tolerance]:  # segment order, strict '>' as PAIR
+            new = members[k] & ~covered
+            gain = flat[new].mean() if new.any() else -np.inf
+            if gain > best_gain:
+                best, best_gain = int(k), gain
+        if best is None:  # every gain is -inf: PAIR would fail on a missing key; nothing more can be ranked
+            break
+        new = members[best] & ~covered
+        trace.append((new, best_gain))
+        covered |= new
+        area = float(np.mean(covered.reshape(shape)))
+        output[new] = best_gain
+        alive[best] = False
+        hit = members[:, new]
+        counts -= hit.sum(axis=1)
+        sums -= hit @ flat[new]
+    uncomputed = output == -np.inf
+    if uncomputed.any():
+        output[uncomputed] = flat[uncomputed].mean()
+    ordered = [m for m, _ in sorted(trace, key=lambda item: -item[1])]
+    if uncomputed.any():
+        ordered.append(uncomputed)
+    ranks = np.zeros(n_pixels, dtype=int)
+    for i, m in enumerate(ordered):
+        ranks[m] = i + 1
+    return output.reshape(shape), ranks.reshape(shape)
+
+
 def xrai_from_attribution(
     image: np.ndarray,
     attribution: np.ndarray,
@@ -179,7 +247,9 @@ def xrai_from_attribution(
     segments_ : list of bool ndarray ``(H, W)``, optional
         Segment masks; default :func:`segments` of ``image``.
     algorithm : {"full", "fast"}
-        PAIR's greedy ("full", the paper's) or its overlap-ignoring approximation.
+        PAIR's greedy ("full", the paper's; run by :func:`_greedy_full`,
+        which gives PAIR's output with incremental bookkeeping) or its
+        overlap-ignoring approximation (PAIR's code).
     area_threshold : float
         Fraction of the image ranked before the rest is merged (1.0: all).
     min_pixel_diff : int
@@ -194,11 +264,16 @@ def xrai_from_attribution(
     attribution = np.asarray(attribution, dtype=np.float64)
     if attribution.ndim != 2 or attribution.shape != np.shape(image)[-2:]:
         raise SaliencyError(f"XRAI: attribution must be (H, W) = {np.shape(image)[-2:]}, got {attribution.shape}")
+    segs = list(segments_) if segments_ is not None else segments(image, digest=digest)
+    if algorithm == "full":
+        result, ranks = _greedy_full(attribution, segs, area_threshold=float(area_threshold),
+                                     min_pixel_diff=int(min_pixel_diff))
+        result = result.astype(np.float32)
+        return (result, ranks) if return_ranks else result
     params = _pair_xrai.XRAIParameters(
         area_threshold=float(area_threshold), algorithm=algorithm, return_xrai_segments=return_ranks
     )
     params.experimental_params["min_pixel_diff"] = int(min_pixel_diff)
-    segs = list(segments_) if segments_ is not None else segments(image, digest=digest)
     out = _pair_xrai.XRAI().GetMaskWithDetails(
         attribution, call_model_function=None, base_attribution=attribution, segments=segs, extra_parameters=params
     )

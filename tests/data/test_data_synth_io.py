@@ -150,7 +150,7 @@ def test_command_line_errors_exit_2_with_a_message(tmp_path, capsys):
 def test_load_settings_synthesizes_once_and_reuses(tmp_path, monkeypatch):
     settings = Settings(preset="smoke", n_synthetic=8, image_size=SIZE, seed=4, cache_dir=str(tmp_path))
     first = load(settings)
-    folders = list((tmp_path / "data").iterdir())
+    folders = [p for p in (tmp_path / "data").iterdir() if not p.name.startswith(".")]  # not the lock files
     assert len(folders) == 1 and folders[0].name.startswith("synthetic-")
     assert first.source == "synthetic" and len(first) == 8 and first.size == SIZE
 

@@ -23,7 +23,7 @@ References
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -306,6 +306,7 @@ def build_self_explaining(
     attention_dim: int = 64,
     seed: int = 0,
     probe_size: int = 80,
+    backbone_state: Mapping[str, torch.Tensor] | None = None,
     **build_options: Any,
 ) -> SelfExplainingClassifier:
     """A self-explaining classifier on the backbone of ``helpers.models.build(architecture)``.
@@ -324,6 +325,10 @@ def build_self_explaining(
         Seeds the backbone's and the head's initialization.
     probe_size : int, optional
         Side of the probe image used to cut and check the backbone.
+    backbone_state : mapping, optional
+        A state dict of the whole zoo model ``architecture`` (e.g. a trained
+        classifier's), loaded before the model is cut: the backbone starts
+        from those weights and only the head from ``seed``.
     **build_options
         Passed to :func:`helpers.models.build` (e.g. ``pretrained``).
 
@@ -337,6 +342,8 @@ def build_self_explaining(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         base = models.build(architecture, seed=int(seed), **build_options)
+        if backbone_state is not None:
+            base.load_state_dict(backbone_state)
         layer = models.gradcam_layer(base)
         layer_name = next((name for name, m in base.named_modules() if m is layer), None)
         if layer_name is None:

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from helpers._cache import stable_hash
+from helpers._cache import entry_lock, stable_hash
 from helpers._weights import load_checked_entry, write_entry
 from helpers.trainable.head import DEFAULT_POOLING, DEFAULT_SHARPNESS, TrainableConfigError
 from helpers.trainable.model import SelfExplainingClassifier, build_self_explaining
@@ -29,7 +29,8 @@ __all__ = ["TRAINABLE_VERSION", "get_trained_self_explaining", "training_seed"]
 
 #: Bump when the head, the loss, the training or the record changes: old caches are then ignored.
 #: 2: records hold the weights' SHA-256 (and the zoo's backbones are initialized by INITIALIZERS).
-TRAINABLE_VERSION = 2
+#: 3: the box-free model may start from the trained classifier (trainable_init); init_from is a dict.
+TRAINABLE_VERSION = 3
 
 
 def training_seed(seed: int, replicate: int) -> int:
@@ -39,6 +40,15 @@ def training_seed(seed: int, replicate: int) -> int:
 
 def _indices(values) -> list[int]:
     return [int(i) for i in np.asarray(values).ravel()]
+
+
+def _init_from(base: Mapping[str, Any] | None, classifier: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """What a fine-tuned model starts from: the box-free model, the classifier, or nothing (scratch)."""
+    if base is not None:
+        return {"kind": "self_explaining", "key": str(base["key"])}
+    if classifier is not None:
+        return {"kind": "classifier", "key": str(classifier["key"]), "weights_sha256": str(classifier.get("weights_sha256", ""))}
+    return None
 
 
 def get_trained_self_explaining(
@@ -77,6 +87,11 @@ def get_trained_self_explaining(
         is the ``box_fraction=0`` model of the same backbone and replicate,
         fine-tuned with the boxes for that many epochs (its key is part of
         this model's key, and the record names it in ``init_from``).
+        At 0, with ``settings.trainable_init == "classifier"``, the backbone
+        starts from the trained true-label classifier of the same
+        architecture and replicate (:func:`helpers.models.get_trained`) and
+        the model trains for ``trainable_finetune_epochs`` epochs; with
+        ``"scratch"`` from its own initialization for ``epochs``.
     replicate : int, optional
         Independent runs: the replicate changes the initialization, the
         training order and the boxed subset.
@@ -126,6 +141,14 @@ def get_trained_self_explaining(
         base_model, base = get_trained_self_explaining(
             settings, data, splits, architecture=architecture, box_fraction=0.0, replicate=replicate,
             pooling=pooling, r=r, box_weight=box_weight, progress=progress, on_corrupt=on_corrupt)
+    init = settings.trainable_init
+    classifier_record = None
+    if base is None and init == "classifier":
+        # The image-label-only model starts its backbone from the trained classifier of the same
+        # architecture and replicate (its key and weights' SHA-256 enter this model's key), then
+        # trains backbone + new head for `finetune` epochs instead of `epochs` from scratch.
+        classifier, classifier_record = models.get_trained(settings, data, splits, architecture=architecture,
+                                                           replicate=replicate, progress=progress)
     pretrained = None
     if settings.pretrained:
         pretrained = {"path": str(settings.pretrained), "sha256": models.zoo.file_sha256(settings.pretrained)}
@@ -146,8 +169,8 @@ def get_trained_self_explaining(
         "learning_rate": float(settings.learning_rate),
         "patience": int(settings.patience),
         "pretrained": pretrained,
-        "init_from": None if base is None else base["key"],
-        "finetune_epochs": None if base is None else finetune,
+        "init_from": _init_from(base, classifier_record),
+        "finetune_epochs": None if base is None and classifier_record is None else finetune,
     }
     key = stable_hash(spec)
     folder = Path(settings.cache_dir) / "trainable"
@@ -162,50 +185,52 @@ def get_trained_self_explaining(
         probe_size=max(int(data.size), models.MIN_IMAGE_SIZE[architecture]) if architecture in models.MIN_IMAGE_SIZE else int(data.size),
         image_size=int(data.size),
         pretrained=settings.pretrained or None,
+        backbone_state=None if classifier_record is None else classifier.state_dict(),
     )
-    record = load_checked_entry(model, weights_path, record_path, key=key, on_corrupt=on_corrupt,
-                                error=TrainableConfigError, what="self-explaining model")
-    if record is not None:
-        model.to(device).eval()
-        record["cached"] = True
-        return model, record
+    with entry_lock(weights_path):  # one process trains or computes it, the others wait and read it
+        record = load_checked_entry(model, weights_path, record_path, key=key, on_corrupt=on_corrupt,
+                                    error=TrainableConfigError, what="self-explaining model")
+        if record is not None:
+            model.to(device).eval()
+            record["cached"] = True
+            return model, record
 
-    if base is not None:
-        model.load_state_dict(base_model.state_dict())
-    train = data.subset(train_idx)
-    mask_available = np.isin(train_idx, boxed)
-    loss = functools.partial(trainable_loss, box_weight=float(box_weight), class_weights=balanced_class_weights(train.labels))
-    result = fit(
-        model,
-        train,
-        data.subset(val_idx),
-        epochs=int(settings.epochs) if base is None else finetune,
-        batch_size=int(settings.batch_size),
-        learning_rate=float(settings.learning_rate),
-        patience=int(settings.patience),
-        seed=seed,
-        device=device,
-        loss=loss,
-        mask_available=mask_available,
-        progress=progress,
-    )
-    record = {
-        "key": key,
-        "architecture": model.architecture,
-        "backbone": architecture,
-        "pooling": pooling,
-        "r": float(r),
-        "box_fraction": box_fraction,
-        "box_weight": float(box_weight),
-        "replicate": int(replicate),
-        "seed": seed,
-        "box_indices": _indices(boxed),
-        "n_boxes": int(len(boxed)),
-        "n_positive_train": int((data.labels[train_idx] == 1).sum()),
-        "training": result.as_dict(),
-        "init_from": None if base is None else base["key"],
-        "finetune_epochs": None if base is None else finetune,
-    }
-    write_entry(model, weights_path, record_path, record)
-    record["cached"] = False
-    return model, record
+        if base is not None:
+            model.load_state_dict(base_model.state_dict())
+        train = data.subset(train_idx)
+        mask_available = np.isin(train_idx, boxed)
+        loss = functools.partial(trainable_loss, box_weight=float(box_weight), class_weights=balanced_class_weights(train.labels))
+        result = fit(
+            model,
+            train,
+            data.subset(val_idx),
+            epochs=int(settings.epochs) if base is None and classifier_record is None else finetune,
+            batch_size=int(settings.batch_size),
+            learning_rate=float(settings.learning_rate),
+            patience=int(settings.patience),
+            seed=seed,
+            device=device,
+            loss=loss,
+            mask_available=mask_available,
+            progress=progress,
+        )
+        record = {
+            "key": key,
+            "architecture": model.architecture,
+            "backbone": architecture,
+            "pooling": pooling,
+            "r": float(r),
+            "box_fraction": box_fraction,
+            "box_weight": float(box_weight),
+            "replicate": int(replicate),
+            "seed": seed,
+            "box_indices": _indices(boxed),
+            "n_boxes": int(len(boxed)),
+            "n_positive_train": int((data.labels[train_idx] == 1).sum()),
+            "training": result.as_dict(),
+            "init_from": _init_from(base, classifier_record),
+            "finetune_epochs": None if base is None and classifier_record is None else finetune,
+        }
+        write_entry(model, weights_path, record_path, record)
+        record["cached"] = False
+        return model, record

@@ -12,7 +12,8 @@ from helpers.trainable import trainable_loss
 
 
 def _settings(tmp_path, **overrides):
-    values = dict(preset="smoke", image_size=32, epochs=6, batch_size=16, learning_rate=2e-3, patience=6, seed=0, device="cpu", cache_dir=str(tmp_path))
+    values = dict(preset="smoke", image_size=32, epochs=6, batch_size=16, learning_rate=2e-3, patience=6, seed=0, device="cpu",
+                  cache_dir=str(tmp_path), trainable_init="scratch")
     values.update(overrides)
     return Settings(**values)
 
@@ -136,9 +137,28 @@ def test_box_supervised_models_fine_tune_the_label_only_model(trained_without_bo
     base_model, base, _, cache = trained_without_boxes
     settings = _settings(cache, trainable_finetune_epochs=2)
     _, tuned = training.get_trained_self_explaining(settings, data, splits, architecture="smallcnn", box_fraction=1.0)
-    assert tuned["init_from"] == base["key"] and tuned["finetune_epochs"] == 2
+    assert tuned["init_from"] == {"kind": "self_explaining", "key": base["key"]} and tuned["finetune_epochs"] == 2
     assert tuned["training"]["epochs_run"] <= 2
     # from scratch: another key, no parent
     _, scratch = training.get_trained_self_explaining(_settings(cache, trainable_finetune_epochs=0), data, splits,
                                                       architecture="smallcnn", box_fraction=1.0)
     assert scratch["init_from"] is None and scratch["key"] != tuned["key"]
+
+
+def test_label_only_model_can_start_from_the_trained_classifier(blob_data, tmp_path):
+    from helpers.models import get_trained
+    from helpers.trainable import build_self_explaining
+
+    data, splits = blob_data
+    settings = _settings(tmp_path, trainable_init="classifier", trainable_finetune_epochs=1, epochs=2)
+    classifier, clf_record = get_trained(settings, data, splits, architecture="smallcnn", progress=False)
+    # the backbone's weights are the classifier's before any training
+    start = build_self_explaining("smallcnn", seed=5, probe_size=32, image_size=32, backbone_state=classifier.state_dict())
+    clf_state = classifier.state_dict()
+    shared = [k for k in start.backbone.state_dict() if k in clf_state]
+    assert shared and all(torch.equal(start.backbone.state_dict()[k], clf_state[k].cpu()) for k in shared)
+    _, record = training.get_trained_self_explaining(settings, data, splits, architecture="smallcnn")
+    assert record["init_from"] == {"kind": "classifier", "key": clf_record["key"], "weights_sha256": clf_record["weights_sha256"]}
+    assert record["finetune_epochs"] == 1 and record["training"]["epochs_run"] == 1
+    _, scratch = training.get_trained_self_explaining(_settings(tmp_path, epochs=2), data, splits, architecture="smallcnn")
+    assert scratch["init_from"] is None and scratch["key"] != record["key"]

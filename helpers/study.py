@@ -227,13 +227,15 @@ class Study:
         """The "untrained" model of the localization criterion: every block re-initialized.
 
         The same weights as the last state of the cascade (see
-        :func:`helpers.randomization.fully_randomized`).
+        :func:`helpers.randomization.fully_randomized`), under the same map
+        cache key: its maps are computed once for chapters 01 and 02.
         """
-        from helpers.randomization import fully_randomized
+        from helpers.randomization import blocks_for, fully_randomized
 
         model = fully_randomized(trained.model, seed=self.randomization_seed(trained), architecture=trained.architecture,
                                  **self.randomization_options).eval()
-        return ModelState("fully randomized", self._randomization_key("full", "all", trained), model)
+        last = blocks_for(trained.model, architecture=trained.architecture)[-1].label
+        return ModelState("fully randomized", self._randomization_key("cascading", last, trained), model)
 
     def randomized_states(self, trained: TrainedModel, *, mode: str = "cascading",
                           blocks: Sequence[str] | None = None):

@@ -49,3 +49,14 @@ def test_batchnorm_setting_reaches_the_states(tmp_path):
                  if s.label == "block4")
     assert float(with_stats.model.block4.bn.running_var.mean()) == pytest.approx(3.0)
     assert float(reset.model.block4.bn.running_var.mean()) == pytest.approx(1.0)
+
+
+def test_fully_randomized_state_is_the_cascade_end_under_the_same_map_key(tmp_path):
+    import torch
+
+    study, trained = _study(tmp_path), _trained(0)
+    full = study.fully_randomized(trained)
+    *_, last = study.randomized_states(trained, mode="cascading")
+    assert full.key == last.key  # one map cache entry for chapters 01 (untrained) and 02 (cascade end)
+    a, b = full.model.state_dict(), last.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

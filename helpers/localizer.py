@@ -44,6 +44,7 @@ from sklearn.metrics import average_precision_score
 from torch import nn
 
 from helpers._cache import entry_lock, stable_hash
+from helpers._profile import record as record_profile
 from helpers._weights import load_checked_entry, write_entry
 
 __all__ = [
@@ -477,5 +478,6 @@ def get_trained_localizer(
             "n_train": int(len(train_idx)),
             **result,
         }
+        record_profile("training", f"U-Net r{replicate}", result["seconds"])
         write_entry(model, weights_path, record_path, record)
         return model, record

@@ -28,6 +28,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from helpers._cache import atomic_write
+from helpers._profile import CHAPTER_ENV
 from helpers.book._base import (
     CHAPTERS,
     chapter_needs,
@@ -357,7 +358,7 @@ def _run_notebook(name: str, *, src_dir: str, out_dir: str, injected: Mapping[st
     src, dst = Path(src_dir) / f"{name}.ipynb", Path(out_dir) / f"{name}.ipynb"
     start = time.perf_counter()
     try:
-        with _environment(env):  # the kernel inherits this process's environment
+        with _environment({**env, CHAPTER_ENV: name}):  # the kernel inherits this process's environment
             pm.execute_notebook(str(src), str(dst), parameters=dict(injected), kernel_name=kernel, cwd=root,
                                 progress_bar=progress, log_output=False, request_save_on_cell_execute=True,
                                 execution_timeout=timeout)

@@ -92,6 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers._cache import atomic_write, entry_lock, stable_hash
+from helpers._profile import record as record_profile
 from helpers.counterfactual.perturbations import PERTURBATIONS, CounterfactualError, Perturbation, diffusion_fill
 
 __all__ = [
@@ -595,6 +596,7 @@ def get_trained_inpainter(settings, data, splits: Mapping[str, Any]) -> tuple[Pa
             learning_rate=spec["learning_rate"], texture_weight=spec["texture_weight"], seed=spec["seed"],
             crop=spec["crop"], mask_stride=spec["masks"]["mask_stride"], device=resolve_device(settings.device),
         )
+        record_profile("training", "inpainter", result["seconds"])
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
         record = {"key": key, "spec": spec, "sha256": _sha256(weights_path), "n_train": int(len(negatives)), **result}

@@ -50,6 +50,7 @@ import torch
 import torchvision
 
 from helpers._cache import atomic_write, atomic_write_bytes, entry_lock, set_aside, stable_hash
+from helpers._profile import record as record_profile
 from helpers._weights import WeightsIntegrityError, read_checked_state_dict, state_dict_payload
 from helpers.models._errors import CacheCorruptError, CacheWarning, ModelError
 from helpers.models.training import Augmentation, fit, predict_proba, roc_auc_ci
@@ -415,6 +416,7 @@ def get_trained(
             **schedule,
         )
         seconds = time.perf_counter() - start
+        record_profile("training", f"classifier {architecture} r{replicate} ({label_mode})", seconds)
         test_scores = predict_proba(model, data.images[idx["test"]], batch_size=int(settings.batch_size), device=device)
         train_scores = predict_proba(model, data.images[train_idx], batch_size=int(settings.batch_size), device=device)
         record: dict[str, Any] = {

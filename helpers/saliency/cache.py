@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from helpers._cache import CorruptCacheWarning, atomic_write, check_on_corrupt, entry_lock, sha256_bytes, stable_hash
+from helpers._profile import record as record_profile
 from helpers.saliency import _compute_raw, _target_spec
 from helpers.saliency import _engine as E
 from helpers.saliency._errors import CorruptCacheEntryError, MapCacheError
@@ -311,10 +312,12 @@ class MapCache:
                 if missing:
                     self._write_key(folder, key)
                     sub_target = "predicted" if tspec == "predicted" else [targets[k] for k in missing]
+                    tic = time.perf_counter()
                     computed, _ = _compute_raw(
                         model, x[missing], method, target=sub_target, batch_size=batch_size,
                         internal_batch_size=internal_batch_size, progress=progress, settings=settings,
                     )
+                    record_profile("maps", spec.name, time.perf_counter() - tic, state=state, n=len(missing))
                     self.stats.computations += 1
                     self.stats.misses += len(missing)
                     for k, raw in zip(missing, computed):

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from helpers._cache import entry_lock, stable_hash
+from helpers._profile import record as record_profile
 from helpers._weights import load_checked_entry, write_entry
 from helpers.trainable.head import DEFAULT_POOLING, DEFAULT_SHARPNESS, TrainableConfigError
 from helpers.trainable.model import SelfExplainingClassifier, build_self_explaining
@@ -231,6 +232,8 @@ def get_trained_self_explaining(
             "init_from": _init_from(base, classifier_record),
             "finetune_epochs": None if base is None and classifier_record is None else finetune,
         }
+        record_profile("training", f"self-explaining {architecture} box{box_fraction:g} r{replicate}",
+                       sum(e["seconds"] for e in result.history))
         write_entry(model, weights_path, record_path, record)
         record["cached"] = False
         return model, record

@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 REAL_LAYOUTS := _build/real-layouts
 LOOSE := _build/loose-install
 
-.PHONY: install book notebooks html test unit setup-check check-book real-layouts loose-install clean
+.PHONY: install book notebooks html test test-suite unit setup-check check-book real-layouts loose-venv loose-install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,12 +43,16 @@ html: install
 unit: install
 	$(PY) -m pytest -q
 
+## The loose-range venv (mostly download and unpacking) is installed while the tests and the smoke book run.
 test: install
+	$(MAKE) --no-print-directory -j2 test-suite loose-venv
+	$(MAKE) --no-print-directory loose-install
+
+test-suite: install
 	$(PY) -m pytest -q
 	$(PY) -m helpers.book execute --preset smoke --strict --jobs $(JOBS)
 	$(PY) -m helpers.book html --strict
 	$(MAKE) --no-print-directory real-layouts
-	$(MAKE) --no-print-directory loose-install
 
 ## The chapters unchanged on the real datasets' on-disk layouts: a folder written by
 ## `python -m helpers.data synth` (DICOM, RSNA box CSV, SIIM RLE CSV) read as dataset=rsna and
@@ -66,11 +70,18 @@ real-layouts: install
 ## only pyproject.toml's ranges (`pip install .[book,test]`, not requirements.txt's pins, not editable), then
 ## chapter 00 on the smoke preset with it, run from a folder without the source tree (notebooks, _config.yml,
 ## _toc.yml copied) so that the kernel imports the installed package, as in Colab.
-loose-install:
+## The venv alone is `loose-venv` (`make test` builds a fresh one while the tests run); `loose-install` reuses it
+## when it is newer than pyproject.toml.
+loose-venv:
 	rm -rf $(LOOSE)
 	$(PYTHON) -m venv $(LOOSE)/venv
 	$(LOOSE)/venv/bin/python -m pip install --quiet ".[book,test]"
 	$(LOOSE)/venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(LOOSE)/venv/.installed
+
+loose-install:
+	test $(LOOSE)/venv/.installed -nt pyproject.toml || $(MAKE) --no-print-directory loose-venv
+	rm -rf $(LOOSE)/root $(LOOSE)/cache $(LOOSE)/results $(LOOSE)/executed
 	mkdir -p $(LOOSE)/root
 	cp -r _config.yml _toc.yml notebooks $(LOOSE)/root/
 	cd $(LOOSE)/root && env -u PYTHONPATH ../venv/bin/python -m helpers.book execute --preset smoke --no-progress \

@@ -71,7 +71,11 @@ def test_every_imported_package_is_declared_in_pyproject():
 
 def test_make_test_runs_the_loose_range_install():
     makefile = (ROOT / "Makefile").read_text()
+    venv = makefile.split("\nloose-venv:\n")[1].split("\n\n")[0]
+    assert "rm -rf $(LOOSE)" in venv  # a fresh venv
+    assert 'pip install --quiet ".[book,test]"' in venv and "requirements.txt" not in venv
     recipe = makefile.split("\nloose-install:\n")[1].split("\n\n")[0]
-    assert 'pip install --quiet ".[book,test]"' in recipe and "requirements.txt" not in recipe
+    assert "loose-venv" in recipe and "requirements.txt" not in recipe
     assert "--only 00_data_and_models" in recipe and "--preset smoke" in recipe
-    assert "loose-install" in makefile.split("\ntest: install\n")[1].split("\n\n")[0]
+    test = makefile.split("\ntest: install\n")[1].split("\n\n")[0]
+    assert "loose-venv" in test and "loose-install" in test

@@ -98,6 +98,10 @@ class SyntheticSample:
     healthy : numpy.ndarray or None
         With ``return_healthy=True``: the same images with the opacities left
         out (identical anatomy, acquisition, marker and noise).
+    without_marker : numpy.ndarray or None
+        With ``return_without_marker=True``: the same images with the marker
+        left out (equal to ``images`` where there is no marker): exactly what
+        ``marker_presence="none"`` draws, for a fraction of the cost.
     """
 
     images: np.ndarray
@@ -112,6 +116,7 @@ class SyntheticSample:
     params: dict = field(default_factory=dict)
     healthy: np.ndarray | None = None
     marker_masks: np.ndarray | None = None
+    without_marker: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -452,7 +457,7 @@ def _marker_present(rng: np.random.Generator, *, presence: str, confounder_stren
 
 
 def _render_one(seed: int, i: int, size: int, positive_fraction: float, confounder_strength: float, label_noise: float,
-                return_healthy: bool, marker_options: dict[str, Any]):
+                return_healthy: bool, marker_options: dict[str, Any], return_without_marker: bool = False):
     rng_label = np.random.default_rng([seed, i, _LABEL])
     true_label = int(rng_label.random() < positive_fraction)
     flipped = rng_label.random() < label_noise
@@ -502,7 +507,7 @@ def _render_one(seed: int, i: int, size: int, positive_fraction: float, confound
     sigma_px = a["blur"] * size / 2.0
     noise = rng_noise.standard_normal((size, size), dtype=np.float32) * np.float32(a["noise"])
 
-    def expose(attenuation: np.ndarray) -> np.ndarray:
+    def expose(attenuation: np.ndarray, marker_m=marker_m) -> np.ndarray:
         if marker_m is not None:  # lead: far denser than anything in the body
             attenuation = attenuation + (1.3 - attenuation) * (marker_m if contrast == 1.0 else contrast * marker_m)
         img = np.clip((attenuation - a["lo"]) / (a["hi"] - a["lo"]), 0.0, 1.0) ** a["gamma"]
@@ -511,7 +516,10 @@ def _render_one(seed: int, i: int, size: int, positive_fraction: float, confound
 
     image = expose(att + opacity)
     healthy = expose(att) if return_healthy else None
-    return image, label, true_label, regions, boxes, marker, in_lung, healthy, marker_mask
+    unmarked = None
+    if return_without_marker:
+        unmarked = expose(att + opacity, None) if marker_m is not None else image
+    return image, label, true_label, regions, boxes, marker, in_lung, healthy, marker_mask, unmarked
 
 
 def generate(
@@ -527,6 +535,7 @@ def generate(
     marker_size: float = DEFAULT_MARKER_SIZE,
     marker_contrast: float = 1.0,
     return_healthy: bool = False,
+    return_without_marker: bool = False,
     start: int = 0,
     progress: bool | None = None,
 ) -> SyntheticSample:
@@ -582,6 +591,10 @@ def generate(
         saturates the exposure window). Lower values give a faint marker.
     return_healthy : bool, optional
         Also return every image without its opacities (``healthy``).
+    return_without_marker : bool, optional
+        Also return every image without its marker (``without_marker``);
+        with ``marker_presence="all"`` one call draws both versions of every
+        image (the anatomy is computed once).
     start : int, optional
         Index of the first image: ``generate(n, start=k, ...)`` returns images
         ``k .. k + n - 1`` (to produce a large dataset chunk by chunk).
@@ -624,6 +637,7 @@ def generate(
     images = np.zeros((n, size, size), np.float32)
     regions = np.zeros((n, size, size), np.uint8)
     healthy = np.zeros((n, size, size), np.float32) if return_healthy else None
+    without = np.zeros((n, size, size), np.float32) if return_without_marker else None
     labels = np.zeros(n, np.int64)
     true_labels = np.zeros(n, np.int64)
     markers = np.zeros(n, bool)
@@ -631,10 +645,12 @@ def generate(
     marker_masks = np.zeros((n, size, size), bool)
     boxes: list[np.ndarray] = []
     for i in progress_bar(range(n), desc="synthesizing", progress=progress):
-        img, lab, true, reg, bx, mk, lungs[i], hl, marker_masks[i] = _render_one(
+        img, lab, true, reg, bx, mk, lungs[i], hl, marker_masks[i], um = _render_one(
             seed, int(start) + i, size, float(positive_fraction), float(confounder_strength), float(label_noise), return_healthy,
-            marker_options,
+            marker_options, return_without_marker,
         )
+        if without is not None:
+            without[i] = um
         images[i], labels[i], true_labels[i], regions[i], markers[i] = img, lab, true, reg, mk
         boxes.append(bx)
         if healthy is not None:
@@ -664,6 +680,7 @@ def generate(
         params=params,
         healthy=healthy,
         marker_masks=marker_masks,
+        without_marker=without,
     )
 
 

@@ -185,6 +185,14 @@ def test_marker_presence_rules_and_the_same_marker_everywhere():
     assert abs(np.corrcoef(strong["markers"], strong["true_labels"])[0, 1] - 0.8) < 0.05
 
 
+def test_without_marker_is_the_none_rendering():
+    both = generate(5, size=SIZE, seed=6, marker_presence="all", return_without_marker=True)
+    none = generate(5, size=SIZE, seed=6, marker_presence="none")
+    assert np.array_equal(both.without_marker, none.images)
+    some = generate(5, size=SIZE, seed=6, confounder_strength=0.5, return_without_marker=True)
+    assert np.array_equal(some.without_marker[~some.markers], some.images[~some.markers])
+
+
 def test_marker_contrast_dims_the_marker():
     bright = generate(3, size=SIZE, seed=4, marker_presence="all")
     faint = generate(3, size=SIZE, seed=4, marker_presence="all", marker_contrast=0.3)

@@ -40,7 +40,8 @@ from helpers._cache import atomic_write, stable_hash
 from helpers.criteria.shortcut import AUCGap, auc_gap
 from helpers.data.synthetic import GENERATOR_VERSION, generate, labels_and_markers
 
-__all__ = ["ShortcutDesign", "ShortcutModel", "ShortcutExperiment", "SEED_OFFSET", "RENDER_VERSION"]
+__all__ = ["ShortcutDesign", "ShortcutModel", "ShortcutExperiment", "SEED_OFFSET", "RENDER_VERSION", "METHOD_SETTINGS",
+           "EXTRA_METHODS"]
 
 #: The chapter's images are drawn from seed ``settings.seed + SEED_OFFSET``: other images than the book's dataset.
 SEED_OFFSET = 808
@@ -48,6 +49,16 @@ SEED_OFFSET = 808
 RENDER_VERSION = "1"
 #: Share of the non-test images used for training (the rest validates, for early stopping).
 TRAIN_SHARE = 0.8
+#: The chapter's cheaper method settings (over the preset's): its budget is minutes for five models. CF uses the
+#: training-free blur fill (the learned inpainter is trained on the book's 80 px dataset, not on these images).
+METHOD_SETTINGS: dict[str, dict[str, Any]] = {
+    "SG": {"n_samples": 10},
+    "SIG": {"n_samples": 3},
+    "XRAI": {"n_steps": 10, "algorithm": "fast"},
+    "CF": {"perturbation": "blur", "steps": 10},
+}
+#: Methods explained beside the study's ``methods``.
+EXTRA_METHODS = ("CF",)
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,8 @@ class ShortcutDesign:
         Methods whose maps are computed for the honest and the shortcut
         model only (their cost per image is many times the others').
     costly_images : int
-        How many of the explained images those methods explain.
+        How many of the explained images those methods explain (0: they are
+        left out of the chapter).
     replicates : int
         Independently trained replicates of the shortcut model (2: its
         repeatability is judged).
@@ -165,6 +177,9 @@ class ShortcutModel:
         Wall time to train it (or to load it from the cache).
     replicate : int
         Training replicate (its own seed).
+    cpu_seconds : float
+        CPU time of this process for the same (on a shared machine, a
+        steadier measure of the cost than the wall time).
     """
 
     name: str
@@ -173,6 +188,7 @@ class ShortcutModel:
     trained: Any
     seconds: float
     replicate: int = 0
+    cpu_seconds: float = float("nan")
 
     @property
     def cache_hit(self) -> bool:
@@ -278,12 +294,12 @@ class ShortcutExperiment:
         from helpers.study import TrainedModel
 
         data, splits = self.dataset(correlation, label_noise)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         model, record = get_trained(self.settings, data, splits, architecture="smallcnn", replicate=replicate,
                                     progress=progress)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         trained = TrainedModel(model=model.to(self.study.device).eval(), record=record, key=record["key"])
-        return ShortcutModel(name, float(correlation), float(label_noise), trained, seconds, int(replicate))
+        return ShortcutModel(name, float(correlation), float(label_noise), trained, seconds, int(replicate), cpu)
 
     def models(self, *, progress: bool = False) -> dict[str, ShortcutModel]:
         """Every classifier of the design, ``{name: ShortcutModel}``, the honest one first."""
@@ -347,6 +363,44 @@ class ShortcutExperiment:
         """``bool (n_images, S, S)``: the exact marker masks of :attr:`explained`."""
         idx = self.test_index[self.test_labels == 1][: self.design.n_images]
         return self.renders["marker_masks"][idx]
+
+    # ------------------------------------------------------------------ maps
+    @property
+    def methods(self) -> list[str]:
+        """The methods the chapter explains with: the study's, then :data:`EXTRA_METHODS`."""
+        methods = list(self.study.settings.methods)
+        return methods + [m for m in EXTRA_METHODS if m not in methods]
+
+    def n_explained(self, method: str) -> int:
+        """How many of the explained images ``method`` explains (fewer for the costly methods)."""
+        n = len(self.explained)
+        return min(n, self.design.costly_images) if method in self.design.costly_methods else n
+
+    def computes(self, method: str, model: ShortcutModel) -> bool:
+        """Whether ``method``'s maps of ``model`` are computed: the costly methods only for the honest and shortcut models."""
+        if method not in self.design.costly_methods:
+            return True
+        return (self.design.costly_images > 0 and model.name in (self.design.honest, self.design.shortcut)
+                and model.replicate == 0)
+
+    def maps(self, model: ShortcutModel, method: str, *, state: Any = "trained") -> np.ndarray:
+        """``method``'s maps of the explained images (the first :meth:`n_explained`) for ``model``.
+
+        Settings: the preset's, overridden by :data:`METHOD_SETTINGS`; cached in
+        the study's map cache under the model's key. ``state``: a
+        :class:`helpers.study.ModelState` (e.g. :meth:`helpers.study.Study.fully_randomized`)
+        or ``"trained"``.
+        """
+        images = self.explained.subset(np.arange(self.n_explained(method)))
+        return self.study.maps(model.trained, method, state=state, images=images, **METHOD_SETTINGS.get(method, {}))
+
+    def marker_masks(self, method: str) -> np.ndarray:
+        """The exact marker masks of the images ``method`` explains."""
+        return self.explained_marker_masks[: self.n_explained(method)]
+
+    def opacity_masks(self, method: str) -> np.ndarray:
+        """The opacity masks of the images ``method`` explains."""
+        return self.explained.masks[: self.n_explained(method)]
 
     @functools.cached_property
     def average_mask_prior(self) -> np.ndarray:

@@ -59,6 +59,7 @@ __all__ = [
     "verdict_reveals",
     "judge",
     "first_revealing",
+    "trust_verdicts",
 ]
 
 #: The criterion id of the verdicts this module writes (the scorecard's "Reveals a shortcut" column).
@@ -424,3 +425,63 @@ def first_revealing(verdicts_by_strength: Mapping[float, pd.DataFrame]) -> pd.Da
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "method"
     return out
+
+
+def trust_verdicts(maps: Mapping[str, np.ndarray], *, masks, prior, architecture: str,
+                   randomized: Mapping[str, np.ndarray] | None = None,
+                   replicate: Mapping[str, np.ndarray] | None = None,
+                   n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """The book's trust criteria applied to one model's maps: would they flag it?
+
+    Parameters
+    ----------
+    maps : mapping method -> (N, H, W)
+        The model's post-processed maps of N positive images.
+    masks : (N, H, W) bool
+        The images' opacity masks (the true finding); a method whose maps
+        cover only the first ``k < N`` images is judged on those.
+    prior : (H, W)
+        The average-mask prior (:func:`helpers.metrics.average_mask_prior`).
+    architecture : str
+        Written into the rows.
+    randomized : mapping method -> (N, H, W), optional
+        Maps of the fully randomized model: weight randomization is judged
+        for the methods present (:func:`helpers.metrics.verdict_randomization`,
+        final SSIM minus the image's own random-pair SSIM, book specification).
+    replicate : mapping method -> (N, H, W), optional
+        Maps of an independently trained replicate: repeatability is judged
+        (:func:`helpers.metrics.verdict_repeatability`).
+    n_bootstrap, seed, level
+        Of every CI and test.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Verdict rows (the book's rules), Holm-adjusted within each criterion
+        over the methods of this model. Localization always; randomization
+        and repeatability for the methods given.
+    """
+    from helpers.criteria._similarity import SSIM_SPECS, random_pair_baselines
+
+    masks = np.asarray(masks, dtype=bool)
+    ids = [f"image{i}" for i in range(len(masks))]
+    prior_maps = np.repeat(np.asarray(prior, dtype=np.float64)[None], len(masks), axis=0)
+    prior_ap = metrics.localization_table(prior_maps, masks, ids, metrics=["average_precision"])["value"].to_numpy()
+    opts = dict(n_bootstrap=n_bootstrap, seed=seed, level=level)
+    entries = []
+    for method, m in maps.items():
+        k = len(m)  # a costly method may explain only the first images
+        ap = metrics.localization_table(m, masks[:k], ids[:k], metrics=["average_precision"])["value"].to_numpy()
+        entries.append((method, architecture, metrics.verdict_localization(ap, prior_ap[:k], metric="AP", **opts)))
+        needs_baseline = (randomized is not None and method in randomized) or (replicate is not None
+                                                                                and method in replicate)
+        if not needs_baseline:
+            continue
+        base = random_pair_baselines(m, seed=seed, n_bootstrap=n_bootstrap, specs=("ssim",))["ssim"]
+        if randomized is not None and method in randomized:
+            final = metrics.paired_similarity(m, randomized[method], metric="ssim", **SSIM_SPECS["ssim"])
+            entries.append((method, architecture, metrics.verdict_randomization(final, base, **opts)))
+        if replicate is not None and method in replicate:
+            agree = metrics.paired_similarity(m, replicate[method], metric="ssim", **SSIM_SPECS["ssim"])
+            entries.append((method, architecture, metrics.verdict_repeatability(agree, base, **opts)))
+    return apply_holm(verdict_frame(entries))

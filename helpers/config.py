@@ -202,7 +202,8 @@ class Settings:
     # One smallcnn per marker-label correlation in shortcut_correlations (the first must be 0: the honest
     # model; the last is the shortcut model) and one on a marker-independent dataset with
     # shortcut_label_noise (0: none), each on shortcut_n_train images (80 % train) for shortcut_epochs at
-    # shortcut_image_size px; shortcut_n_test test images, shortcut_n_images of them explained.
+    # shortcut_image_size px at shortcut_learning_rate (3e-3: on default the honest model's test AUC is 0.72 after
+    # 3 epochs, against 0.63 at the book's 1e-3); shortcut_n_test test images, shortcut_n_images of them explained.
     # shortcut_costly_methods get maps for the honest and the shortcut model only, of the first
     # shortcut_costly_images explained images (0: left out); shortcut_replicates replicates of the shortcut model (2: its
     # repeatability is judged). At most five classifiers on `default`. The marker:
@@ -213,6 +214,7 @@ class Settings:
     shortcut_n_train: int = 400
     shortcut_n_test: int = 160
     shortcut_epochs: int = 3
+    shortcut_learning_rate: float = 3e-3
     shortcut_image_size: int = 64
     shortcut_n_images: int = 8
     shortcut_marker_size: float = 0.3
@@ -505,6 +507,9 @@ def _validate_shortcut(s: Settings) -> None:
     if not corr or corr[0] != 0.0 or list(corr) != sorted(set(corr)) or not all(0.0 <= c <= 1.0 for c in corr):
         raise ConfigError(f"shortcut_correlations must start with 0 (the honest model) and increase within [0, 1], "
                           f"got {list(corr)!r}")
+    lr = s.shortcut_learning_rate
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(float(lr)) and float(lr) > 0):
+        raise ConfigError(f"shortcut_learning_rate must be a positive number, got {lr!r}")
     noise = s.shortcut_label_noise
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0.0 <= float(noise) <= 0.5:
         raise ConfigError(f"shortcut_label_noise must be a number in [0, 0.5] (0: no label-noise model), got {noise!r}")

@@ -78,6 +78,8 @@ class ShortcutDesign:
         Test images (the same for every model).
     epochs : int
         Training epochs (early stopping after as many epochs: none).
+    learning_rate : float
+        Adam's learning rate of the chapter's classifiers.
     image_size : int
         Pixels (square) of the chapter's images and maps.
     n_images : int
@@ -108,6 +110,7 @@ class ShortcutDesign:
     costly_methods: tuple[str, ...]
     costly_images: int = 8
     replicates: int = 2
+    learning_rate: float = 1e-3
 
     @classmethod
     def from_settings(cls, settings: Any) -> "ShortcutDesign":
@@ -126,6 +129,7 @@ class ShortcutDesign:
             costly_methods=tuple(settings.shortcut_costly_methods),
             costly_images=int(settings.shortcut_costly_images),
             replicates=int(settings.shortcut_replicates),
+            learning_rate=float(settings.shortcut_learning_rate),
         )
 
     def __post_init__(self) -> None:
@@ -211,9 +215,9 @@ class ShortcutExperiment:
         self.design = design or ShortcutDesign.from_settings(study.settings)
         self.seed = int(study.settings.seed) + SEED_OFFSET
         d = self.design
-        #: Settings of the chapter's classifiers: its image size and epochs, no early stop.
+        #: Settings of the chapter's classifiers: its image size, epochs and learning rate, no early stop.
         self.settings = dataclasses.replace(study.settings, image_size=d.image_size, epochs=d.epochs,
-                                            patience=d.epochs)
+                                            patience=d.epochs, learning_rate=d.learning_rate)
         self.n_total = d.n_train + d.n_test
         self.n_fit = int(round(TRAIN_SHARE * d.n_train))
 

@@ -411,7 +411,8 @@ def first_revealing(verdicts_by_strength: Mapping[float, pd.DataFrame]) -> pd.Da
     pandas.DataFrame
         Index ``method``; column ``first reveals at`` (the correlation, NaN
         when no model's maps reveal it) and one column per correlation with
-        the verdict's outcome (``"reveals"``, ``"hides"``, ``"undecided"``).
+        the verdict's outcome (``"reveals"``, ``"hides"``, ``"undecided"``, or
+        ``"not computed"`` where the method was not judged at that strength).
     """
     rows: dict[str, dict[str, Any]] = {}
     for strength in sorted(verdicts_by_strength):
@@ -423,6 +424,8 @@ def first_revealing(verdicts_by_strength: Mapping[float, pd.DataFrame]) -> pd.Da
             if word == "reveals" and not np.isfinite(entry["first reveals at"]):
                 entry["first reveals at"] = float(strength)
     out = pd.DataFrame.from_dict(rows, orient="index")
+    strengths = [c for c in out.columns if c != "first reveals at"]
+    out[strengths] = out[strengths].fillna("not computed")  # a method judged at some strengths only
     out.index.name = "method"
     return out
 

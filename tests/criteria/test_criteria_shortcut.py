@@ -140,6 +140,8 @@ def test_first_revealing_takes_the_smallest_strength():
     def frame(passed):
         return pd.DataFrame({"method": ["GRAD", "GCAM"], "passed": pd.Series(passed, dtype=object)})
 
+    table = sc.first_revealing({1.0: frame([True, True]), 0.5: frame([False, True]).iloc[:1]})
+    assert table.loc["GCAM", "c = 0.5"] == "not computed"
     table = sc.first_revealing({1.0: frame([True, True]), 0.5: frame([False, True])})
     assert table.loc["GCAM", "first reveals at"] == 0.5 and table.loc["GRAD", "first reveals at"] == 1.0
     assert table.loc["GRAD", "c = 0.5"] == "hides"

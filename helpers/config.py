@@ -298,8 +298,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # ---- Learned inpainter of chapter 07 (issue 16): the smoke preset trains it for a third of the steps.
 PRESETS["smoke"]["inpainter_steps"] = 100
 # ---- Shortcut chapter 08: the smoke preset trains three small models (honest, shortcut and its replicate).
-PRESETS["smoke"].update(shortcut_correlations=(0.0, 1.0), shortcut_label_noise=0.0, shortcut_n_train=160,
-                        shortcut_n_test=80, shortcut_epochs=2, shortcut_n_images=5, shortcut_costly_images=0)
+PRESETS["smoke"].update(shortcut_correlations=(0.0, 1.0), shortcut_label_noise=0.0, shortcut_n_train=120,
+                        shortcut_n_test=60, shortcut_epochs=2, shortcut_n_images=5, shortcut_costly_images=0)
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 

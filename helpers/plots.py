@@ -50,6 +50,7 @@ from helpers.config import PAPER_METHODS
 from helpers.reference import RANDOMIZATION_STATES
 
 __all__ = [
+    "OKABE_ITO",
     "METHOD_COLORS",
     "METHOD_ORDER",
     "PlotError",
@@ -90,6 +91,9 @@ METHOD_COLORS: dict[str, str] = {
     "CF": "#0072B2",
     "OCCLUSION": "#999933",
 }
+
+#: The Okabe-Ito palette (colour-blind safe), black first: for series that are not methods (models, data sets).
+OKABE_ITO: tuple[str, ...] = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 
 #: Order of the methods on every axis: the paper's eight, then the extras.
 METHOD_ORDER: tuple[str, ...] = PAPER_METHODS + tuple(m for m in METHOD_COLORS if m not in PAPER_METHODS)

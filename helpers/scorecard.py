@@ -20,7 +20,7 @@ import pandas as pd
 from helpers.criteria import apply_holm, verdict_counts
 from helpers.plots import VERDICT_COLORS
 
-__all__ = ["CRITERIA", "RULES_TITLES", "adjust", "table", "disagreements", "counts_beside_paper", "outcome"]
+__all__ = ["CRITERIA", "BOOK_ONLY", "RULES_TITLES", "adjust", "table", "disagreements", "counts_beside_paper", "outcome"]
 
 #: Criterion id -> (column title, book statistic, paper statistic)
 CRITERIA: dict[str, tuple[str, str, str]] = {
@@ -32,7 +32,12 @@ CRITERIA: dict[str, tuple[str, str, str]] = {
     "repeatability": ("Repeatability", "replicate SSIM − own random-pair SSIM", "mean SSIM − network SSIM"),
     "reproducibility": ("Reproducibility", "architecture SSIM − own random-pair SSIM",
                         "mean SSIM − network SSIM"),
+    # Chapter 08 (helpers.criteria.shortcut): the book's rule only; Arun et al. have no such criterion.
+    "shortcut": ("Reveals a shortcut", "marker mass share, shortcut − honest model", "–"),
 }
+
+#: Criteria judged by the book's rules only (no paper rule exists): never a disagreement between rule sets.
+BOOK_ONLY = ("shortcut",)
 
 #: Rule set -> its name in the book.
 RULES_TITLES = {"book": "book's rules (CI, Holm)", "paper": "Arun et al.'s rules"}
@@ -107,6 +112,8 @@ def disagreements(verdicts: pd.DataFrame) -> list[str]:
     wide = verdicts.pivot_table(index=["method", "criterion"], columns="rules",
                                 values=["passed", "value", "ci_low", "ci_high"], aggfunc="first")
     for (method, criterion), row in wide.iterrows():
+        if criterion in BOOK_ONLY:
+            continue
         book, paper = row.get(("passed", "book")), row.get(("passed", "paper"))
         if outcome(book) == outcome(paper):
             continue

@@ -184,7 +184,7 @@ def test_toc_lists_every_chapter_and_page():
     # reading order: the scorecard closes the book after the two "beyond" chapters ...
     assert chapters == ["00_data_and_models", "01_localization_utility", "02_randomization_sensitivity",
                         "03_repeatability", "04_reproducibility", "06_trainable_saliency",
-                        "07_counterfactual_inpainting", "05_scorecard"]
+                        "07_counterfactual_inpainting", "08_shortcuts", "05_scorecard"]
     # ... and it is also executed last: it reads every other chapter's table
     assert book.CHAPTERS[-1] == "05_scorecard" and sorted(book.CHAPTERS) == sorted(chapters)
     for page in ("book/intro", "book/real-data", "book/references"):
@@ -290,7 +290,7 @@ def test_available_toc_prunes_missing_chapters_and_empty_parts(tmp_path):
     toc, missing = book.available_toc(root)
     assert missing == ["00_data_and_models", "01_localization_utility", "02_randomization_sensitivity",
                        "03_repeatability", "04_reproducibility", "06_trainable_saliency",
-                       "07_counterfactual_inpainting", "05_scorecard"]  # TOC (reading) order
+                       "07_counterfactual_inpainting", "08_shortcuts", "05_scorecard"]  # TOC (reading) order
     assert [p["caption"] for p in toc["parts"]] == ["Using the book"]
     assert toc["root"] == "book/intro"
     for name in ("00_data_and_models", "03_repeatability", "05_scorecard"):

@@ -80,3 +80,26 @@ def test_table_panels_disagreements_and_counts():
 
     fig = plots.scorecard_panels(v, panels=[("book", "book"), ("paper", "paper")])
     assert len(fig.axes) == 2
+
+
+def test_reveals_a_shortcut_column_is_shown_and_never_a_rule_set_disagreement():
+    from helpers.criteria import shortcut
+
+    rng = np.random.default_rng(1)
+    honest = rng.uniform(0.0, 0.05, 12)
+    rows = []
+    for method, lift in (("GRAD", 0.3), ("GCAM", 0.0)):
+        for model, shares in (("c = 1", honest + lift + rng.normal(0, 0.01, 12)), ("c = 0", honest)):
+            rows += [dict(model=model, method=method, image_id=f"im{i}", metric="marker_mass_share", value=v)
+                     for i, v in enumerate(shares)]
+    reveal = shortcut.judge(pd.DataFrame(rows), methods=["GRAD", "GCAM"], shortcut_model="c = 1", honest_model="c = 0",
+                            architecture="smallcnn", n_bootstrap=300)
+    v = scorecard.adjust(pd.concat([_verdicts(), reveal], ignore_index=True))
+    book = scorecard.table(v, rules="book").data
+    assert "Reveals a shortcut" in book.columns
+    assert book.loc["GRAD", "Reveals a shortcut"].startswith("PASS")
+    assert book.loc["GCAM", "Reveals a shortcut"].startswith("FAIL")
+    assert book.loc["IG", "Reveals a shortcut"] == "–"  # not judged by the shortcut chapter
+    assert not any("shortcut" in line for line in scorecard.disagreements(v))  # the paper has no such rule
+    counts = scorecard.counts_beside_paper(v, criteria.paper_reference_verdicts())
+    assert counts.loc["Reveals a shortcut", "paper's numbers, RSNA"] == "not reported"

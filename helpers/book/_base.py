@@ -36,6 +36,7 @@ CHAPTERS: tuple[str, ...] = (
     "04_reproducibility",
     "06_trainable_saliency",
     "07_counterfactual_inpainting",
+    "08_shortcuts",
     "05_scorecard",
 )
 

@@ -11,6 +11,8 @@ module                 contents
 ``localization``       :func:`judge` of localization utility
 ``randomization``      :func:`judge` of weight and label randomization
 ``agreement``          :func:`judge` of repeatability and reproducibility
+``shortcut``           "reveals a shortcut": marker mass share, pointing game
+                       on the marker, AUC gap, :func:`judge`
 ``reference``          :func:`paper_reference_verdicts`: the paper's numbers
                        through the paper's rules; :func:`verdict_counts`
 =====================  ======================================================
@@ -24,7 +26,7 @@ tables of different runs, :class:`MixedRunsError`).
 
 from __future__ import annotations
 
-from helpers.criteria import agreement, localization, randomization
+from helpers.criteria import agreement, localization, randomization, shortcut
 from helpers.criteria._summary import show, summarize
 from helpers.criteria._similarity import SSIM_SPECS, random_pair_baselines, similarity_rows
 from helpers.criteria._verdicts import (
@@ -42,6 +44,7 @@ __all__ = [
     "localization",
     "randomization",
     "agreement",
+    "shortcut",
     "SSIM_SPECS",
     "similarity_rows",
     "random_pair_baselines",

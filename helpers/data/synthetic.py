@@ -43,7 +43,8 @@ from helpers.data._resize import tight_box
 from helpers.data._tables import progress_bar
 from helpers.data.errors import DataError
 
-__all__ = ["GENERATOR_VERSION", "MIN_SIZE", "MAX_SIZE", "SyntheticSample", "generate", "synthetic_id"]
+__all__ = ["GENERATOR_VERSION", "MIN_SIZE", "MAX_SIZE", "MARKER_PLACEMENTS", "MARKER_PRESENCES", "DEFAULT_MARKER_SIZE",
+           "SyntheticSample", "generate", "labels_and_markers", "synthetic_id"]
 
 #: Bumped whenever the pixels a given (seed, i, size, options) produce change;
 #: part of the cache key of the synthetic dataset.
@@ -84,6 +85,10 @@ class SyntheticSample:
         pixels (``x`` = first column, ``width`` = number of columns).
     markers : numpy.ndarray
         ``bool (n,)``: the image carries the confounding lead marker.
+    marker_masks : numpy.ndarray
+        ``bool (n, size, size)``: the pixels whose centre lies inside the
+        marker's "L" (all ``False`` without a marker); exact, as the opacity
+        masks are: the marker is drawn from the same two rectangles.
     lungs : numpy.ndarray
         ``bool (n, size, size)``: the lung fields (lung membership >= 1/2),
         which contain every opacity mask.
@@ -93,6 +98,10 @@ class SyntheticSample:
     healthy : numpy.ndarray or None
         With ``return_healthy=True``: the same images with the opacities left
         out (identical anatomy, acquisition, marker and noise).
+    without_marker : numpy.ndarray or None
+        With ``return_without_marker=True``: the same images with the marker
+        left out (equal to ``images`` where there is no marker): exactly what
+        ``marker_presence="none"`` draws, for a fraction of the cost.
     """
 
     images: np.ndarray
@@ -106,6 +115,8 @@ class SyntheticSample:
     ids: list
     params: dict = field(default_factory=dict)
     healthy: np.ndarray | None = None
+    marker_masks: np.ndarray | None = None
+    without_marker: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -133,6 +144,16 @@ class SyntheticSample:
 
 # ---------------------------------------------------------------------------
 # validation
+
+
+def _check_marker_options(presence, placement, size, contrast) -> None:
+    if presence not in MARKER_PRESENCES:
+        raise DataError(f"marker_presence must be one of {', '.join(MARKER_PRESENCES)}, got {presence!r}")
+    if placement not in MARKER_PLACEMENTS:
+        raise DataError(f"marker_placement must be one of {', '.join(MARKER_PLACEMENTS)}, got {placement!r}")
+    for name, value, lo, hi in (("marker_size", size, 0.05, 0.6), ("marker_contrast", contrast, 0.05, 1.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (lo <= float(value) <= hi):
+            raise DataError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
 
 
 def _check_options(n, size, seed, positive_fraction, confounder_strength, label_noise) -> None:
@@ -373,21 +394,70 @@ def _opacity_envelope(px: np.ndarray, py: np.ndarray, op: dict[str, Any]) -> tup
 # one image
 
 
-def _marker_membership(X: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Soft membership of a lead "L" marker in an upper corner (detector coordinates)."""
+#: Where the confounding marker can be put (see :func:`generate`).
+MARKER_PLACEMENTS = ("upper_corner", "upper_left", "upper_right", "lower_corner")
+#: When an image carries the marker (see :func:`generate`).
+MARKER_PRESENCES = ("confounded", "independent", "all", "none")
+#: Height of the default marker in normalized units (the image spans 2).
+DEFAULT_MARKER_SIZE = 0.17
+
+
+def _marker_geometry(rng: np.random.Generator, *, placement: str, size: float) -> tuple[tuple[float, float, float, float], ...]:
+    """The two rectangles ``(x_lo, x_hi, y_lo, y_hi)`` of a lead "L" marker (detector coordinates).
+
+    The draws (side, then corner offsets) are the same for every placement and
+    size, so the default marker of an image is where it always was and a
+    fixed side only overrides the drawn one.
+    """
     right = rng.random() < 0.5
-    x0 = rng.uniform(0.60, 0.76) if right else rng.uniform(-0.90, -0.74)
+    t = rng.random()  # one draw for the horizontal offset, whichever side: rng.uniform(lo, hi) is lo + (hi - lo) * t
+    x_right, x_left = 0.60 + (0.76 - 0.60) * t, -0.90 + (-0.74 + 0.90) * t
+    x0 = x_right if right else x_left
     y0 = rng.uniform(-0.92, -0.78)
-    h, bar, foot, e = 0.17, 0.045, 0.11, 0.006
+    scale = size / DEFAULT_MARKER_SIZE
+    h, bar, foot = size, 0.045 * scale, 0.11 * scale
+    if placement == "upper_left":
+        right = False
+    elif placement == "upper_right":
+        right = True
+    if placement in ("upper_left", "upper_right"):
+        x0 = x_right if right else x_left
+    # keep the whole marker inside the image whatever its size
+    x0 = min(x0, 0.98 - foot) if right else max(x0, -0.98)
+    if placement == "lower_corner":
+        y0 = -y0 - h  # mirrored: the same margin from the bottom edge
+    y0 = float(np.clip(y0, -0.98, 0.98 - h))
+    stem = (x0, x0 + bar, y0, y0 + h)
+    base = (x0, x0 + foot, y0 + h - bar, y0 + h)
+    return stem, base
+
+
+def _marker_membership(X: np.ndarray, Y: np.ndarray, rects) -> tuple[np.ndarray, np.ndarray]:
+    """Soft membership (sigmoid edges, 0..1) and exact mask (pixel centre inside) of the "L" marker."""
+    e = 0.006
     sig = lambda f: expit(f / e)  # noqa: E731
-    inside_x = lambda lo, hi: sig(X - lo) * sig(hi - X)  # noqa: E731
-    inside_y = lambda lo, hi: sig(Y - lo) * sig(hi - Y)  # noqa: E731
-    stem = inside_x(x0, x0 + bar) * inside_y(y0, y0 + h)
-    base = inside_x(x0, x0 + foot) * inside_y(y0 + h - bar, y0 + h)
-    return np.maximum(stem, base)
+    soft, hard = [], np.zeros(X.shape, bool)
+    for x_lo, x_hi, y_lo, y_hi in rects:
+        soft.append((sig(X - x_lo) * sig(x_hi - X)) * (sig(Y - y_lo) * sig(y_hi - Y)))
+        hard |= (X >= x_lo) & (X <= x_hi) & (Y >= y_lo) & (Y <= y_hi)
+    return np.maximum(*soft), hard
 
 
-def _render_one(seed: int, i: int, size: int, positive_fraction: float, confounder_strength: float, label_noise: float, return_healthy: bool):
+def _marker_present(rng: np.random.Generator, *, presence: str, confounder_strength: float, true_label: int) -> bool:
+    u = rng.random()  # always drawn: the marker's geometry is the same whatever the presence rule
+    if presence == "all":
+        return True
+    if presence == "none":
+        return False
+    if presence == "independent":
+        return bool(u < 0.5)
+    if confounder_strength <= 0:
+        return False
+    return bool(u < 0.5 * (1.0 + confounder_strength * (2 * true_label - 1)))
+
+
+def _render_one(seed: int, i: int, size: int, positive_fraction: float, confounder_strength: float, label_noise: float,
+                return_healthy: bool, marker_options: dict[str, Any], return_without_marker: bool = False):
     rng_label = np.random.default_rng([seed, i, _LABEL])
     true_label = int(rng_label.random() < positive_fraction)
     flipped = rng_label.random() < label_noise
@@ -424,28 +494,32 @@ def _render_one(seed: int, i: int, size: int, positive_fraction: float, confound
             box_list.append(tight_box(mask))
         boxes = np.stack(box_list)
 
-    marker = False
+    rng_m = np.random.default_rng([seed, i, _MARKER])
+    marker = _marker_present(rng_m, presence=marker_options["presence"], confounder_strength=confounder_strength,
+                             true_label=true_label)
     marker_m = None
-    if confounder_strength > 0:
-        rng_m = np.random.default_rng([seed, i, _MARKER])
-        p_marker = 0.5 * (1.0 + confounder_strength * (2 * true_label - 1))
-        marker = bool(rng_m.random() < p_marker)
-        if marker:
-            marker_m = _marker_membership(X, Y, rng_m)
+    marker_mask = np.zeros((size, size), bool)
+    if marker:
+        rects = _marker_geometry(rng_m, placement=marker_options["placement"], size=marker_options["size"])
+        marker_m, marker_mask = _marker_membership(X, Y, rects)
+    contrast = marker_options["contrast"]
 
     sigma_px = a["blur"] * size / 2.0
     noise = rng_noise.standard_normal((size, size), dtype=np.float32) * np.float32(a["noise"])
 
-    def expose(attenuation: np.ndarray) -> np.ndarray:
+    def expose(attenuation: np.ndarray, marker_m=marker_m) -> np.ndarray:
         if marker_m is not None:  # lead: far denser than anything in the body
-            attenuation = attenuation + (1.3 - attenuation) * marker_m
+            attenuation = attenuation + (1.3 - attenuation) * (marker_m if contrast == 1.0 else contrast * marker_m)
         img = np.clip((attenuation - a["lo"]) / (a["hi"] - a["lo"]), 0.0, 1.0) ** a["gamma"]
         img = gaussian_filter(img, sigma=sigma_px, mode="nearest") + noise
         return np.clip(img, 0.0, 1.0).astype(np.float32)
 
     image = expose(att + opacity)
     healthy = expose(att) if return_healthy else None
-    return image, label, true_label, regions, boxes, marker, in_lung, healthy
+    unmarked = None
+    if return_without_marker:
+        unmarked = expose(att + opacity, None) if marker_m is not None else image
+    return image, label, true_label, regions, boxes, marker, in_lung, healthy, marker_mask, unmarked
 
 
 def generate(
@@ -456,7 +530,12 @@ def generate(
     positive_fraction: float = 0.5,
     confounder_strength: float = 0.0,
     label_noise: float = 0.0,
+    marker_presence: str = "confounded",
+    marker_placement: str = "upper_corner",
+    marker_size: float = DEFAULT_MARKER_SIZE,
+    marker_contrast: float = 1.0,
     return_healthy: bool = False,
+    return_without_marker: bool = False,
     start: int = 0,
     progress: bool | None = None,
 ) -> SyntheticSample:
@@ -484,9 +563,38 @@ def generate(
     label_noise : float, optional
         Probability (at most 0.5) that an image's recorded label is flipped.
         Images follow the true label (see ``true_labels``); masks and boxes
-        describe the opacities really drawn.
+        describe the opacities really drawn. The marker follows the true
+        label too (it is part of the image, not of the record).
+    marker_presence : {"confounded", "independent", "all", "none"}, optional
+        Which images carry the marker. ``"confounded"`` (default): the rule
+        of ``confounder_strength`` above (no marker when it is 0).
+        ``"independent"``: every image with probability 1/2 whatever its
+        label (correlation 0; ``confounder_strength`` is ignored).
+        ``"all"`` / ``"none"``: every image / no image. One uniform draw per
+        image decides in every rule, and the marker's geometry comes after
+        it, so an image's marker is in the same place under every rule: the
+        same image can be drawn with and without its marker (a de-confounded
+        test set of exact counterfactual pairs).
+    marker_placement : {"upper_corner", "upper_left", "upper_right", "lower_corner"}, optional
+        ``"upper_corner"`` (default): an upper corner, the side drawn per
+        image; ``"upper_left"`` / ``"upper_right"``: always that side (the
+        drawn offsets kept); ``"lower_corner"``: the upper-corner position
+        mirrored to the lower edge.
+    marker_size : float, optional
+        Height of the "L" in normalized units (the image spans 2), in
+        ``[0.05, 0.6]``; default 0.17 (8.5 % of the image side). The stroke
+        (0.045) and foot (0.11) scale with it; the marker is kept inside
+        the image.
+    marker_contrast : float, optional
+        Fraction in ``[0.05, 1]`` of the way from the body's attenuation to
+        lead's (1.3, far denser than bone); default 1 (a white marker that
+        saturates the exposure window). Lower values give a faint marker.
     return_healthy : bool, optional
         Also return every image without its opacities (``healthy``).
+    return_without_marker : bool, optional
+        Also return every image without its marker (``without_marker``);
+        with ``marker_presence="all"`` one call draws both versions of every
+        image (the anatomy is computed once).
     start : int, optional
         Index of the first image: ``generate(n, start=k, ...)`` returns images
         ``k .. k + n - 1`` (to produce a large dataset chunk by chunk).
@@ -520,21 +628,29 @@ def generate(
     ((4, 64, 64), dtype('float32'))
     """
     _check_options(n, size, seed, positive_fraction, confounder_strength, label_noise)
+    _check_marker_options(marker_presence, marker_placement, marker_size, marker_contrast)
+    marker_options = dict(presence=marker_presence, placement=marker_placement, size=float(marker_size),
+                          contrast=float(marker_contrast))
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
         raise DataError(f"start must be a non-negative integer image index, got {start!r}")
     n, size, seed = int(n), int(size), int(seed)
     images = np.zeros((n, size, size), np.float32)
     regions = np.zeros((n, size, size), np.uint8)
     healthy = np.zeros((n, size, size), np.float32) if return_healthy else None
+    without = np.zeros((n, size, size), np.float32) if return_without_marker else None
     labels = np.zeros(n, np.int64)
     true_labels = np.zeros(n, np.int64)
     markers = np.zeros(n, bool)
     lungs = np.zeros((n, size, size), bool)
+    marker_masks = np.zeros((n, size, size), bool)
     boxes: list[np.ndarray] = []
     for i in progress_bar(range(n), desc="synthesizing", progress=progress):
-        img, lab, true, reg, bx, mk, lungs[i], hl = _render_one(
-            seed, int(start) + i, size, float(positive_fraction), float(confounder_strength), float(label_noise), return_healthy
+        img, lab, true, reg, bx, mk, lungs[i], hl, marker_masks[i], um = _render_one(
+            seed, int(start) + i, size, float(positive_fraction), float(confounder_strength), float(label_noise), return_healthy,
+            marker_options, return_without_marker,
         )
+        if without is not None:
+            without[i] = um
         images[i], labels[i], true_labels[i], regions[i], markers[i] = img, lab, true, reg, mk
         boxes.append(bx)
         if healthy is not None:
@@ -549,6 +665,8 @@ def generate(
         label_noise=float(label_noise),
         generator_version=GENERATOR_VERSION,
     )
+    if marker_options != dict(presence="confounded", placement="upper_corner", size=DEFAULT_MARKER_SIZE, contrast=1.0):
+        params.update({f"marker_{k}": v for k, v in marker_options.items()})
     return SyntheticSample(
         images=images,
         labels=labels,
@@ -561,4 +679,58 @@ def generate(
         ids=[synthetic_id(seed, int(start) + i) for i in range(n)],
         params=params,
         healthy=healthy,
+        marker_masks=marker_masks,
+        without_marker=without,
     )
+
+
+def labels_and_markers(
+    n: int,
+    *,
+    seed: int,
+    positive_fraction: float = 0.5,
+    confounder_strength: float = 0.0,
+    label_noise: float = 0.0,
+    marker_presence: str = "confounded",
+    start: int = 0,
+) -> dict[str, np.ndarray]:
+    """The labels and marker presence :func:`generate` would give, without drawing a pixel.
+
+    Every image's label and marker are decided by their own random streams
+    before anything is rendered, so they can be read off cheaply. With the
+    images rendered once with ``marker_presence="all"`` and once with
+    ``"none"``, picking image ``i`` from the first when ``markers[i]`` gives
+    exactly the images of ``generate(..., marker_presence=marker_presence)``
+    under any correlation (the anatomy, opacities and noise do not depend on
+    the marker): how :mod:`helpers.shortcuts` builds several confounded
+    datasets for the cost of two renderings.
+
+    Parameters
+    ----------
+    n, seed, positive_fraction, confounder_strength, label_noise, marker_presence, start
+        As in :func:`generate`.
+
+    Returns
+    -------
+    dict
+        ``labels`` (recorded, ``int64 (n,)``), ``true_labels`` (``int64 (n,)``)
+        and ``markers`` (``bool (n,)``).
+
+    Examples
+    --------
+    >>> d = labels_and_markers(6, seed=0, confounder_strength=1.0)
+    >>> bool((d["markers"] == (d["true_labels"] == 1)).all())
+    True
+    """
+    _check_options(n, MIN_SIZE, seed, positive_fraction, confounder_strength, label_noise)
+    _check_marker_options(marker_presence, "upper_corner", DEFAULT_MARKER_SIZE, 1.0)
+    out = {k: np.zeros(int(n), dtype) for k, dtype in (("labels", np.int64), ("true_labels", np.int64), ("markers", bool))}
+    for k in range(int(n)):
+        i = int(start) + k
+        rng_label = np.random.default_rng([seed, i, _LABEL])
+        true_label = int(rng_label.random() < positive_fraction)
+        flipped = rng_label.random() < label_noise
+        out["true_labels"][k], out["labels"][k] = true_label, true_label ^ int(flipped)
+        out["markers"][k] = _marker_present(np.random.default_rng([seed, i, _MARKER]), presence=marker_presence,
+                                            confounder_strength=float(confounder_strength), true_label=true_label)
+    return out

@@ -53,7 +53,7 @@ _TIMINGS_COLUMNS = ("notebook", "preset", "seconds", "date")
 _SECONDS_HINT: dict[str, float] = {"00_data_and_models": 431, "01_localization_utility": 300,
                                    "02_randomization_sensitivity": 397, "03_repeatability": 146,
                                    "04_reproducibility": 115, "06_trainable_saliency": 469,
-                                   "07_counterfactual_inpainting": 255, "05_scorecard": 18}
+                                   "07_counterfactual_inpainting": 255, "08_shortcuts": 150, "05_scorecard": 18}
 
 #: Environment of the papermill kernels: no tqdm bar in any cell output (tqdm >= 4.66 reads ``TQDM_*``).
 KERNEL_ENV: dict[str, str] = {"TQDM_DISABLE": "1"}

@@ -284,6 +284,9 @@ def gradcam_layer(model: nn.Module) -> nn.Module:
     .. [1] Selvaraju, R. R. et al. (2017). Grad-CAM: visual explanations from
        deep networks via gradient-based localization. ICCV. arXiv:1610.02391
     """
+    named = getattr(model, "gradcam_layer_name", None)  # a model given by the user (helpers.models.external)
+    if named is not None:
+        return model.get_submodule(named)
     architecture = getattr(model, "architecture", None)
     paths = {
         "smallcnn": "block4",

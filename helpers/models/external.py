@@ -283,11 +283,11 @@ class ExternalModel(nn.Module):
         int
             Functional ReLUs converted (0 when none or when the conversion was refused).
         """
-        sites = functional_relu_sites(self, probe)
         if isinstance(self.net, torch.jit.ScriptModule):
             self.relu_note = ("it is a TorchScript model: its ReLUs run inside compiled code that guided "
                               "backpropagation cannot hook; give it as ARCH=WEIGHTS or package.module:function")
             return 0
+        sites = functional_relu_sites(self, probe)
         if not sites:
             return 0
         self.eval()
@@ -317,6 +317,8 @@ def _module_stack(model: nn.Module) -> Iterator[list[str]]:
         stack.pop()
 
     for name, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):  # compiled: no Python hooks
+            continue
         handles.append(module.register_forward_pre_hook(enter(name)))
         handles.append(module.register_forward_hook(leave))
     try:
@@ -366,7 +368,7 @@ def find_gradcam_layer(model: nn.Module, probe: Tensor) -> str:
         return record
 
     for name, module in model.named_modules():
-        if name:
+        if name and not isinstance(module, torch.jit.ScriptModule):  # compiled: no Python hooks
             handles.append(module.register_forward_hook(hook(name)))
     was = model.training
     model.eval()

@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from helpers._cache import CorruptCacheWarning, atomic_write, check_on_corrupt, sha256_bytes, stable_hash
-from helpers.saliency import _compute_raw, _target_spec
+from helpers.saliency._core import _compute_raw, _target_spec
 from helpers.saliency import _engine as E
 from helpers.saliency._errors import CorruptCacheEntryError, MapCacheError
 from helpers.saliency.postprocess import normalize, warn_constant

@@ -1,6 +1,7 @@
 """Audit any chest X-ray classifier: the book's trust criteria on a given model and given images.
 
-``python -m helpers.audit --model SPEC [--model SPEC ...] [--preset NAME] [--param NAME=VALUE ...] --out DIR``
+``python -m helpers.audit --model SPEC [--model SPEC ...] [--eval-data DIR [--eval-dataset folder|rsna|siim]]
+[--preset NAME] [--param NAME=VALUE ...] --out DIR``
 (also the ``saliency-audit`` command) loads the model(s) (:mod:`helpers.model_spec`:
 ``ARCH=WEIGHTS``, a TorchScript file, ``package.module:function[=WEIGHTS]``) with their
 input contract (``model_channels``, ``model_normalization``, ``model_input_size``,

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="any setting, e.g. model_channels=3, model_normalization=imagenet, model_class_index=8, "
                              "eval_dataset=folder, eval_data_dir=DIR, methods=[GRAD,GCAM], n_images=50")
+    parser.add_argument("--eval-data", metavar="DIR",
+                        help="folder of the evaluation images (same as --param eval_data_dir=DIR); default: the test "
+                             "split of the preset's dataset")
+    parser.add_argument("--eval-dataset", choices=("folder", "rsna", "siim"),
+                        help="layout of --eval-data (default folder: boxes.csv + PNG/JPEG/TIFF/DICOM)")
     parser.add_argument("--out", required=True, help="folder for the tables and the report (created)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
@@ -90,7 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{time.monotonic() - start:6.1f} s] {line}", file=sys.stderr, flush=True)
 
     try:
-        settings = resolve(args.preset, model=list(args.model), **parse_audit_params(args.param))
+        params = parse_audit_params(args.param)
+        for option, name, value in (("--eval-data", "eval_data_dir", args.eval_data),
+                                    ("--eval-dataset", "eval_dataset", args.eval_dataset)):
+            if value is not None:
+                if name in params:
+                    raise ConfigError(f"{option} and --param {name} are both given; give one")
+                params[name] = value
+        if params.get("eval_data_dir") is not None and params.get("eval_dataset") is None:
+            params["eval_dataset"] = "folder"
+        settings = resolve(args.preset, model=list(args.model), **params)
         result = run_audit(settings, progress=say)
         paths = write_audit(result, args.out)
     except (ConfigError, ModelError, DataError, SaliencyError, RandomizationError) as error:

@@ -78,6 +78,16 @@ def test_bad_input_exits_2_naming_the_parameter_and_the_fix(trained, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_eval_data_options_are_the_settings(trained, capsys):
+    argv = ["--model", f"smallcnn={trained / 'weights.pt'}", "--eval-data", str(trained / "eval"), "--eval-dataset",
+            "rsna", "--param", f"eval_data_dir={trained / 'eval'}", "--out", str(trained / "o2"), "--quiet"]
+    assert main(argv) == 2
+    assert "--eval-data and --param eval_data_dir are both given" in capsys.readouterr().err
+    assert main(["--model", f"smallcnn={trained / 'weights.pt'}", "--eval-data", str(trained / "eval"), "--out",
+                 str(trained / "o2"), "--quiet"]) == 2
+    assert "boxes.csv" in capsys.readouterr().err  # the default layout is folder: an RSNA folder has no boxes.csv
+
+
 def test_parse_audit_params_reads_yaml_and_refuses_model_and_preset():
     assert parse_audit_params(["methods=[GRAD,GCAM]", "model_input_size=224"]) == {
         "methods": ["GRAD", "GCAM"], "model_input_size": 224}

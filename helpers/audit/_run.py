@@ -35,6 +35,9 @@ class AuditData:
         The average-mask prior of each image.
     network : ndarray ``(N, H, W)`` or None
         The localization network's maps (``None``: no network).
+    network_agreement : ndarray ``(N,)`` or None
+        Per-image SSIM between two independently trained networks (the
+        paper's repeatability/reproducibility baseline; ``None``: none).
     notes : list of str
         What was used and why, for the report.
     """
@@ -43,6 +46,7 @@ class AuditData:
     prior: np.ndarray
     network: np.ndarray | None
     notes: list[str] = field(default_factory=list)
+    network_agreement: np.ndarray | None = None
 
 
 @dataclass
@@ -115,8 +119,11 @@ def audit_data(settings: Settings, *, progress: bool | None = None) -> AuditData
     prior = np.repeat(study.average_mask_prior[None], len(images), axis=0)
     notes = [f"evaluation set: the positive test images of dataset {settings.dataset!r} ({len(images)} explained)",
              "average-mask prior: mean mask of the positive train+val images",
-             "localization network: the book's U-Net trained on the train+val masks"]
-    return AuditData(images=images, prior=prior, network=study.localizer_maps(images=images), notes=notes)
+             "localization network: the book's U-Net trained on the train+val masks (two replicates: their "
+             "agreement is the paper's repeatability/reproducibility baseline, as chapter 03)"]
+    nets = [study.localizer_maps(replicate=r, images=images) for r in range(2)]
+    agreement = metrics.paired_similarity(nets[0], nets[1], metric="ssim", **metrics.PAPER_NETWORK_SSIM)
+    return AuditData(images=images, prior=prior, network=nets[0], notes=notes, network_agreement=agreement)
 
 
 def _explained_pool(full: ImageSet) -> np.ndarray:
@@ -249,7 +256,8 @@ def run_audit(settings: Settings, *, progress: Callable[[str], None] | None = No
                                                  architecture=primary.architecture, image_ids=images.ids, **opts))
 
     # ---- repeatability and reproducibility
-    network = {"ssim": np.full(len(images), np.nan)}
+    network = {"ssim": (data.network_agreement if data.network_agreement is not None
+                        else np.full(len(images), np.nan))}
     same = [m for m in models if m.architecture == primary.architecture]
     other = next((m for m in models if m.architecture != primary.architecture), None)
     groups = {"repeatability": same if len(same) >= 2 else None,
@@ -263,24 +271,23 @@ def run_audit(settings: Settings, *, progress: Callable[[str], None] | None = No
         say(criterion)
         usable = [m for m in methods if all(m not in g.refused for g in group)]
         group_maps = {}
-        for g in group:
+        for i, g in enumerate(group):
             for method in list(usable):
                 if g is primary:
-                    group_maps[(g.spec, method)] = trained[method]
+                    group_maps[(i, method)] = trained[method]
                     continue
                 try:
-                    group_maps[(g.spec, method)] = maps_of(g.model, method)
+                    group_maps[(i, method)] = maps_of(g.model, method)
                 except (SaliencyError, ModelError) as error:
                     g.refused[method] = str(error)
                     usable.remove(method)
         rows, chance = [], {}
         for method in usable:
             for a, b in itertools.combinations(range(len(group)), 2):
-                rows.append(criteria.similarity_rows(group_maps[(group[a].spec, method)],
-                                                     group_maps[(group[b].spec, method)], images.ids,
+                rows.append(criteria.similarity_rows(group_maps[(a, method)], group_maps[(b, method)], images.ids,
                                                      method=method, replicate=f"{a}-{b}"))
             chance[("ssim", method)] = criteria.random_pair_baselines(
-                group_maps[(group[0].spec, method)], specs=("ssim",), **opts)["ssim"]
+                group_maps[(0, method)], specs=("ssim",), **opts)["ssim"]
         if not usable:
             skipped[criterion] = "every method refused one of its models"
             continue

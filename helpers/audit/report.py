@@ -59,7 +59,8 @@ def report_markdown(result, *, files: list[str]) -> str:
     lines += ["", f"Contract: {s.model_channels} channel(s), normalization {s.model_normalization}, input "
               f"{s.model_input_size or s.image_size} px, class {s.model_class_index} explained.", "", "## Data", ""]
     lines += [f"- {note}" for note in result.data.notes]
-    lines += ["", "## Verdicts", ""]
+    lines += ["", "## Verdicts", "", "![The book's rules](figures/scorecard_book.png)",
+              "![The paper's rules](figures/scorecard_paper.png)", ""]
     v = result.verdicts
     view = pd.DataFrame({
         "criterion": v["criterion"].str.replace("_", " "), "method": v["method"], "rules": v["rules"],
@@ -75,14 +76,33 @@ def report_markdown(result, *, files: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _figures(result, out: Path) -> dict[str, Path]:
+    """One scorecard heatmap per rule set (:func:`helpers.plots.scorecard_heatmap`) under ``out/figures``."""
+    import matplotlib.pyplot as plt
+
+    from helpers import plots
+
+    paths = {}
+    for rules in ("book", "paper"):
+        part = result.verdicts[result.verdicts.rules == rules]
+        if part.empty:
+            continue
+        fig = plots.scorecard_heatmap(part[["method", "criterion", "passed"]].assign(
+            criterion=part["criterion"].str.replace("_", " ")), title=f"Audit: {rules}'s rules")
+        path = plots.save_figure(fig, f"scorecard_{rules}", results_dir=out)
+        plt.close(fig)
+        paths[f"figures/{path.name}"] = path
+    return paths
+
+
 def write_audit(result, out: str | Path) -> dict[str, Path]:
     """Write an audit's tables and report under ``out`` (created).
 
     Files: ``scores_<criterion>.csv`` (tidy per-image measurements),
     ``summary.csv`` (means with bootstrap CIs), ``audit.verdicts.csv``
     (:func:`helpers.criteria.write_verdicts`: both rule sets, the run
-    fingerprint in every row), ``audit.json`` (settings, models, run) and
-    :data:`REPORT_NAME`.
+    fingerprint in every row), ``audit.json`` (settings, models, run),
+    ``figures/scorecard_{book,paper}.png`` and :data:`REPORT_NAME`.
 
     Returns
     -------
@@ -114,6 +134,7 @@ def write_audit(result, out: str | Path) -> dict[str, Path]:
     path = out / "audit.json"
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, default=str)))
     paths[path.name] = path
+    paths.update(_figures(result, out))
     path = out / REPORT_NAME
     text = report_markdown(result, files=sorted(paths))
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))

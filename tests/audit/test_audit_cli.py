@@ -100,3 +100,13 @@ def test_the_module_runs_as_a_command():
     done = subprocess.run([sys.executable, "-m", "helpers.audit", "--help"], cwd=ROOT, capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT), "PATH": ""}, timeout=120)
     assert done.returncode == 0 and "--model" in done.stdout
+
+
+def test_the_report_shows_the_scorecard_of_each_rule_set(trained):
+    out = trained / "out"
+    if not (out / "report.md").exists():
+        assert main(_args(trained, f"smallcnn={trained / 'weights.pt'}")) == 0
+    report = (out / "report.md").read_text()
+    for rules in ("book", "paper"):
+        assert (out / "figures" / f"scorecard_{rules}.png").stat().st_size > 0
+        assert f"figures/scorecard_{rules}.png" in report

@@ -40,3 +40,18 @@ def test_densenet121_goes_through_every_criterion_with_guided_backprop_really_gu
     assert len(result.verdicts) == 2 * 2 * 3
     paths = write_audit(result, tmp_path / "out")
     assert "densenet121" in paths["report.md"].read_text()
+
+
+@pytest.mark.slow
+def test_without_an_eval_set_the_book_s_test_split_prior_and_two_u_nets_are_used(tmp_path):
+    torch.save(__import__("helpers.models", fromlist=["build"]).build("smallcnn", seed=0).state_dict(),
+               tmp_path / "w.pt")
+    spec = f"smallcnn={tmp_path / 'w.pt'}"
+    settings = resolve("smoke", model=[spec, spec], image_size=32, n_images=3, n_synthetic=80, epochs=1,
+                       methods=["GRAD"], n_bootstrap=100, cache_dir=str(tmp_path / "cache"),
+                       results_dir=str(tmp_path / "results"))
+    result = run_audit(settings)
+    assert result.data.network is not None and np.isfinite(result.data.network_agreement).all()
+    assert set(result.verdicts.criterion) == {"localization", "randomization", "repeatability"}
+    paper = result.verdicts[(result.verdicts.rules == "paper") & (result.verdicts.criterion == "localization")]
+    assert paper.passed.notna().all()  # judged against the U-Net, not undecided

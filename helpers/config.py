@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from helpers.model_spec import ModelSpecError, normalization_name, parse_model_spec
+
 __all__ = [
     "ConfigError",
     "Settings",
@@ -118,6 +120,18 @@ class Settings:
         (:class:`helpers.localizer.UNet` doubles them at each of its 3
         levels). 16 is the paper-scale network; 8 costs about a third of
         its training time at the same validation AP on the synthetic data.
+
+    model : tuple of str
+        Given classifiers (:mod:`helpers.model_spec`); empty: the book trains its own.
+    model_channels, model_normalization, model_input_size, model_class_index, model_gradcam_layer
+        The given models' input contract (:class:`helpers.models.external.InputContract`):
+        1 or 3 channels; ``"[0,1]"``, ``"[-1,1]"`` or ``"imagenet"``; input
+        size (``None``: ``image_size``); the output explained; GradCAM's
+        module (``None``: found).
+    eval_dataset, eval_data_dir : str or None
+        A dataset (``"rsna"``, ``"siim"``, ``"folder"``) and its folder whose
+        positives every criterion is evaluated on, instead of the test split
+        of ``dataset``; it may hold positives only.
 
     The randomization tests (the last block of fields):
 
@@ -232,6 +246,20 @@ class Settings:
     shortcut_costly_methods: tuple[str, ...] = ("XRAI",)
     shortcut_costly_images: int = 6
     shortcut_replicates: int = 2
+
+    # ---- Bring your own model and data from elsewhere (issue 12; helpers.models.external, helpers.audit) ----
+    # model: specifications of given classifiers (helpers.model_spec: ARCH=WEIGHTS, FILE.ts,
+    # package.module:function[=WEIGHTS]); empty: the book trains its own. model_channels ... model_gradcam_layer:
+    # their input contract (helpers.models.external.InputContract). eval_dataset / eval_data_dir: evaluate every
+    # criterion on another dataset than the one trained on (None: the test split of `dataset`).
+    model: tuple[str, ...] = ()
+    model_channels: int = 1
+    model_normalization: str = "[0,1]"
+    model_input_size: int | None = None
+    model_class_index: int = 1
+    model_gradcam_layer: str | None = None
+    eval_dataset: str | None = None
+    eval_data_dir: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict view (tuples become lists) for hashing and logging."""
@@ -384,10 +412,11 @@ def resolve(preset: str = "default", **overrides: Any) -> Settings:
         if name not in _FIELDS or name == "preset":
             valid = ", ".join(n for n in _FIELDS if n != "preset")
             raise ConfigError(f"unknown parameter {name!r}; valid parameters: {valid}.{_closest(name, _FIELDS)}")
-        if value is None and name not in ("data_dir", "pretrained"):
+        if value is None and name not in ("data_dir", "pretrained", "model_input_size", "model_gradcam_layer",
+                                          "eval_dataset", "eval_data_dir"):
             continue
         values[name] = value
-    for name in ("architectures", "methods", "shortcut_costly_methods"):
+    for name in ("architectures", "methods", "shortcut_costly_methods", "model"):
         if name in values:
             values[name] = _coerce_sequence(name, values[name])
     if "shortcut_correlations" in values:
@@ -396,10 +425,13 @@ def resolve(preset: str = "default", **overrides: Any) -> Settings:
         except (TypeError, ValueError):
             raise ConfigError(f"shortcut_correlations must be a list of numbers in [0, 1], got "
                               f"{values['shortcut_correlations']!r}") from None
+    if "model_normalization" in values:
+        values["model_normalization"] = _normalization(values["model_normalization"])
     settings = Settings(**values)
     _validate(settings)
     _validate_randomization(settings)
     _validate_shortcut(settings)
+    _validate_external(settings)
     return settings
 
 
@@ -533,6 +565,41 @@ def _validate_shortcut(s: Settings) -> None:
     unknown = [m for m in s.shortcut_costly_methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"shortcut_costly_methods names unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
+
+
+def _normalization(value: Any) -> str:
+    try:
+        return normalization_name(value)
+    except ModelSpecError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _validate_external(s: Settings) -> None:
+    """Checks of the given models' specifications and contract, and of the evaluation dataset (no torch)."""
+    for text in s.model:
+        try:
+            parse_model_spec(text)
+        except ModelSpecError as error:
+            raise ConfigError(f"parameter 'model': {error}") from None
+    for name, minimum in (("model_channels", 1), ("model_class_index", 0)):
+        _check_integer(name, getattr(s, name), minimum)
+    if s.model_channels not in (1, 3):
+        raise ConfigError(f"model_channels must be 1 or 3 (grey or RGB input), got {s.model_channels!r}")
+    if s.model_input_size is not None:
+        _check_integer("model_input_size", s.model_input_size, 8)
+    if s.model_gradcam_layer is not None and (not isinstance(s.model_gradcam_layer, str) or not s.model_gradcam_layer):
+        raise ConfigError(f"model_gradcam_layer must be a module name or None, got {s.model_gradcam_layer!r}")
+    if s.eval_dataset is None:
+        if s.eval_data_dir is not None:
+            raise ConfigError("eval_data_dir is set but eval_dataset is not; pass e.g. --param eval_dataset=folder")
+        return
+    if s.eval_dataset not in DATASETS or s.eval_dataset == "synthetic":
+        valid = [d for d in DATASETS if d != "synthetic"]
+        raise ConfigError(f"unknown eval_dataset {s.eval_dataset!r}; valid: {', '.join(valid)} (a folder of "
+                          f"another dataset; the synthetic one is `dataset`).{_closest(str(s.eval_dataset), valid)}")
+    if not s.eval_data_dir or not Path(s.eval_data_dir).is_dir():
+        raise ConfigError(f"eval_dataset={s.eval_dataset!r} needs eval_data_dir pointing at its folder, got "
+                          f"{s.eval_data_dir!r}")
 
 
 def require_two_architectures(settings: Settings, *, chapter: str = "04_reproducibility") -> tuple[str, str]:

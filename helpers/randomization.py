@@ -98,6 +98,8 @@ __all__ = [
     "unrandomized_parameters",
     "randomized_states",
     "fully_randomized",
+    "register_blocks",
+    "derive_blocks",
 ]
 
 
@@ -422,6 +424,8 @@ def _randomize_block(model: nn.Module, block: Block, *, index: int, seed: int, r
                 elif (reinit == "architecture" and isinstance(module, (nn.Conv2d, nn.Linear))
                       and (rule := _own_initializer(arch, name)) is not None):
                     rule(module)
+                elif isinstance(module, torch.jit.ScriptModule):
+                    _reset_scripted(module, name)
                 elif callable(getattr(module, "reset_parameters", None)):
                     module.reset_parameters()
                 else:
@@ -548,3 +552,142 @@ def fully_randomized(
     for index, block in enumerate(all_blocks):
         _randomize_block(state, block, index=index, seed=int(seed), reinit=reinit, batchnorm=batchnorm, arch=arch)
     return state.to(_device(model))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models outside the table: blocks registered by the user or derived from the module tree (issue 12).
+
+def register_blocks(architecture: str, blocks, *, never: Sequence[str] = ()) -> tuple[Block, ...]:
+    """Name the randomization blocks of ``architecture`` (top-down), replacing any registered before.
+
+    Parameters
+    ----------
+    architecture : str
+        The ``architecture`` attribute of the models they apply to (a
+        model given to the book, e.g. ``"torchvision.models:densenet121"``).
+    blocks : sequence of Block, of ``(label, modules)`` pairs, or a mapping ``label -> modules``
+        Top-down (the logits first); ``modules`` are qualified module names
+        of the model the book explains (an :class:`~helpers.models.external.ExternalModel`
+        holds the user's model as ``net``: ``"net.features.denseblock4"``);
+        one name or a sequence of names.
+    never : sequence of str
+        Modules deliberately never randomized (reported by
+        :func:`unrandomized_parameters`).
+
+    Returns
+    -------
+    tuple of Block
+
+    Raises
+    ------
+    RandomizationError
+        No blocks, a label twice, or a block without modules.
+
+    Examples
+    --------
+    >>> register_blocks("my-net", {"Logits": "net.fc", "body": ["net.conv1", "net.conv2"]})[0].label
+    'Logits'
+    """
+    items = blocks.items() if isinstance(blocks, dict) else blocks
+    out = []
+    for item in items:
+        label, modules = (item.label, item.modules) if isinstance(item, Block) else item
+        modules = (modules,) if isinstance(modules, str) else tuple(modules)
+        if not modules or not all(isinstance(m, str) and m for m in modules):
+            raise RandomizationError(f"block {label!r} of {architecture!r} must name at least one module")
+        out.append(Block(str(label), modules))
+    if not out:
+        raise RandomizationError(f"register_blocks({architecture!r}) got no blocks")
+    labels = [b.label for b in out]
+    if len(set(labels)) != len(labels):
+        raise RandomizationError(f"register_blocks({architecture!r}): a label appears twice in {labels}")
+    RANDOMIZATION_BLOCKS[architecture] = tuple(out)
+    NEVER_RANDOMIZED[architecture] = tuple(never)
+    return tuple(out)
+
+
+def _n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def derive_blocks(model: nn.Module, *, max_blocks: int = 12) -> tuple[Block, ...]:
+    """Randomization blocks of any model, derived from its module tree, top-down.
+
+    Start from the model's children that hold parameters; while fewer than
+    ``max_blocks`` blocks exist, split the largest block that is a pure
+    container (no parameters of its own, at least two children with
+    parameters, and at least ``2 / max_blocks`` of the model's parameters
+    unless it is the only block) into those children. The blocks, in registration order (a
+    module's forward order in nearly every network), are then reversed: the
+    last parameterized children (the head) first, as Quantus' MPRT
+    ``"top_down"`` order but grouped into named blocks. Every parameter of
+    the model belongs to exactly one block (a model whose root holds
+    parameters of its own is refused: no block could hold them alone).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    max_blocks : int
+        Upper bound of the number of blocks (splitting stops before exceeding it).
+
+    Returns
+    -------
+    tuple of Block
+        Labels are the module names (without an :class:`ExternalModel`'s ``net.`` prefix).
+
+    Raises
+    ------
+    RandomizationError
+        The model has no parameters or parameters on its root module.
+
+    References
+    ----------
+    .. [1] Hedström, A. et al. (2023). Quantus: an explainable AI toolkit. JMLR 24(34)
+       (``ModelParameterRandomisation``, ``layer_order="top_down"``).
+    .. [2] Adebayo et al. (2018), see the module docstring.
+    """
+    if list(model.parameters(recurse=False)):
+        raise RandomizationError(f"{type(model).__name__} holds parameters of its own; register its blocks with "
+                                 "helpers.randomization.register_blocks")
+
+    def parameterized_children(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+        return [(f"{prefix}{name}", child) for name, child in module.named_children()
+                if child is not None and _n_params(child) > 0]
+
+    blocks = parameterized_children(model, "")
+    if not blocks:
+        raise RandomizationError(f"{type(model).__name__} has no parameters to randomize")
+    total = _n_params(model)
+    while True:
+        candidates = [(i, name, module) for i, (name, module) in enumerate(blocks)
+                      if not list(module.parameters(recurse=False))
+                      and len(parameterized_children(module, "")) >= 2
+                      and (len(blocks) == 1 or _n_params(module) * max_blocks >= 2 * total)]
+        candidates = [c for c in candidates if len(blocks) - 1 + len(parameterized_children(c[2], "")) <= max_blocks]
+        if not candidates:
+            break
+        i, name, module = max(candidates, key=lambda c: _n_params(c[2]))
+        blocks[i:i + 1] = parameterized_children(module, f"{name}.")
+    label = (lambda n: n[len("net."):] if n.startswith("net.") else n)
+    return tuple(Block(label(name), (name,)) for name, _ in reversed(blocks))
+
+
+#: PyTorch's ``reset_parameters`` of the layers a TorchScript model is made of, by ``original_name``: a
+#: scripted module keeps its parameters but not its Python methods.
+def _reset_scripted(module: nn.Module, name: str) -> None:
+    kind = getattr(module, "original_name", type(module).__name__)
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    if kind.startswith("Conv") or kind == "Linear":
+        nn.init.kaiming_uniform_(weight, a=5 ** 0.5)  # nn.Conv*/nn.Linear.reset_parameters
+        if bias is not None:
+            fan_in = weight[0].numel()
+            bound = 1 / fan_in ** 0.5 if fan_in > 0 else 0
+            nn.init.uniform_(bias, -bound, bound)
+    elif kind.startswith("BatchNorm") or kind in ("LayerNorm", "GroupNorm"):
+        if weight is not None:
+            nn.init.ones_(weight)
+        if bias is not None:
+            nn.init.zeros_(bias)
+    else:
+        raise RandomizationError(f"module {name!r} of a TorchScript model is a {kind} with parameters; only "
+                                 "convolutions, linear and normalization layers can be re-initialized there")

@@ -124,6 +124,8 @@ class Study:
         As Arun et al.: a seeded shuffle of the positive test images, the
         first ``n_images`` kept (in their original order, for readability).
         """
+        if self.settings.eval_dataset is not None:
+            return self._explained_elsewhere()
         test_idx = np.asarray(self.splits["test"])
         positives = test_idx[self.data.labels[test_idx] == 1]
         n = self.settings.n_images
@@ -134,6 +136,57 @@ class Study:
         rng = np.random.default_rng([self.settings.seed, 1])
         chosen = np.sort(rng.permutation(positives)[:n])
         return self.data.subset(chosen)
+
+    def _explained_elsewhere(self):
+        """``explained`` from the evaluation dataset (``eval_dataset``): its positives with a box or mask, seeded."""
+        from helpers.data import DataError, load_eval
+
+        full = load_eval(self.settings)
+        positives = np.flatnonzero((full.labels == 1) & full.masks.reshape(len(full), -1).any(axis=1))
+        if len(positives) < 2:
+            raise DataError(f"eval_data_dir {self.settings.eval_data_dir!r} holds {len(positives)} positive image(s) "
+                            "with a box or mask; the criteria need at least 2")
+        rng = np.random.default_rng([self.settings.seed, 1])
+        return full.subset(np.sort(rng.permutation(positives)[: self.settings.n_images]))
+
+    @functools.cached_property
+    def given_models(self) -> list[TrainedModel]:
+        """The classifiers that ``settings.model`` gives (empty: the book trains its own).
+
+        Loaded with :func:`helpers.models.load_model` under the settings'
+        contract; the ``k``-th given model of an architecture is its
+        replicate ``k``. Their key hashes the specification, the files' SHA-256
+        and the contract.
+        """
+        from helpers._cache import stable_hash
+        from helpers.models import contract_from_settings, load_model
+
+        contract = contract_from_settings(self.settings)
+        out, counts = [], {}
+        for spec in self.settings.model:
+            model = load_model(spec, contract=contract, image_size=self.settings.image_size, device=self.device)
+            arch = model.architecture
+            replicate = counts.get(arch, 0)
+            counts[arch] = replicate + 1
+            key = stable_hash({"given": model.identity})
+            out.append(TrainedModel(model=model.eval(), key=key,
+                                    record={"architecture": arch, "replicate": replicate, "key": key, "given": spec}))
+        return out
+
+    def _given_classifier(self, architecture: str | None, replicate: int, label_mode: str) -> TrainedModel:
+        from helpers.config import ConfigError
+
+        if label_mode != "true":
+            raise ConfigError("label randomization trains a model on permuted labels, which a given model cannot be; "
+                              "leave `model` empty for that chapter")
+        given = self.given_models
+        arch = architecture or given[0].architecture
+        for trained in given:
+            if trained.architecture == arch and trained.record["replicate"] == replicate:
+                return trained
+        have = [(t.architecture, t.record["replicate"]) for t in given]
+        raise ConfigError(f"no given model of architecture {arch!r}, replicate {replicate}; the models given by "
+                          f"`model` are {have}: give one more with --param model=[...]")
 
     @functools.cached_property
     def average_mask_prior(self) -> np.ndarray:
@@ -150,7 +203,14 @@ class Study:
     # ---------------------------------------------------------------- models
     def classifier(self, architecture: str | None = None, *, replicate: int = 0,
                    label_mode: str = "true", progress: bool = True) -> TrainedModel:
-        """A trained classifier (loaded from the cache when it was trained before)."""
+        """A trained classifier (loaded from the cache when it was trained before).
+
+        With ``settings.model`` the given model of that architecture and
+        replicate (:attr:`given_models`; default architecture: the first
+        given), never trained.
+        """
+        if self.settings.model:  # given models: nothing is trained
+            return self._given_classifier(architecture, replicate, label_mode)
         from helpers.models import get_trained
 
         arch = architecture or self.settings.architectures[0]
@@ -164,6 +224,8 @@ class Study:
 
         ``n_replicates`` replicates of the primary architecture, one model of each other one.
         """
+        if self.settings.model:
+            return {(t.architecture, t.record["replicate"]): t for t in self.given_models}
         primary, *others = self.settings.architectures
         out = {(primary, rep): self.classifier(primary, replicate=rep, progress=progress)
                for rep in range(self.settings.n_replicates)}

@@ -27,8 +27,8 @@ Public API
     The counterfactual images of each operator and how plausible they look
     (:mod:`helpers.counterfactual.plausibility`).
 Saliency method ``"CF"``
-    Registered in :mod:`helpers.saliency.registry` on import
-    (:mod:`helpers.counterfactual.method`):
+    Registered in :mod:`helpers.saliency.registry` by
+    :func:`helpers.counterfactual.method.register_method` (a :data:`helpers.saliency.PLUGINS` entry):
     ``helpers.saliency.explain(model, images, "CF", perturbation="blur")``.
 
 References

@@ -1,12 +1,11 @@
 """The saliency method "CF": counterfactual impact analysis, registered beside the post-hoc methods.
 
-Importing this module (``import helpers.counterfactual`` does) adds ``"CF"``
-to :mod:`helpers.saliency.registry`, so every criterion of the book
+:func:`register_method` (called by :func:`helpers.saliency.load_plugins` on the
+first lookup of the registry) adds ``"CF"`` to :mod:`helpers.saliency.registry`, so every criterion of the book
 (localization utility, cascading randomization, repeatability,
 reproducibility) evaluates it exactly like the eight methods of Arun et al.::
 
-    import helpers.counterfactual  # registers "CF"
-    from helpers.saliency import explain
+    from helpers.saliency import explain          # "CF" is loaded with the registry (PLUGINS)
     maps = study.maps(trained, "CF")                           # learned inpainter (default; the study's weights)
     maps = explain(model, images, "CF", perturbation_options={"weights": path})  # the same outside a study
     maps = explain(model, images, "CF", perturbation="blur")   # the heuristic the paper argues against
@@ -88,7 +87,10 @@ def counterfactual_saliency(model: torch.nn.Module, images: Any, *, target: Any 
     return optimize_mask(model, images, target=target, batch_size=max(1, n), **settings).masks
 
 
-if METHOD_NAME not in REGISTRY:  # importlib.reload must not raise
+def register_method() -> None:
+    """Register ``"CF"`` in the saliency registry (called by :func:`helpers.saliency.load_plugins`; idempotent)."""
+    if METHOD_NAME in REGISTRY:
+        return
     register(
         METHOD_NAME,
         counterfactual_saliency,

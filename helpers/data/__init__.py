@@ -16,7 +16,7 @@ from helpers.data.dicom import read_dicom, write_dicom
 from helpers.data.errors import DataError
 from helpers.data.folder import load_folder
 from helpers.data.imageset import ImageSet
-from helpers.data.loaders import load, load_synthetic, synthetic_dir
+from helpers.data.loaders import load, load_eval, load_synthetic, synthetic_dir
 from helpers.data.rle import rle_decode, rle_encode
 from helpers.data.rsna import load_rsna
 from helpers.data.siim import load_siim
@@ -31,6 +31,7 @@ __all__ = [
     "SyntheticSample",
     "generate",
     "load",
+    "load_eval",
     "load_folder",
     "load_rsna",
     "load_siim",

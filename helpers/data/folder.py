@@ -1,9 +1,9 @@
-"""Loader of a plain folder of PNG or DICOM radiographs with a box table.
+"""Loader of a plain folder of PNG, JPEG, TIFF or DICOM radiographs with a box table.
 
 Layout (under ``data_dir``, images at any depth)::
 
     boxes.csv          image_id,x,y,width,height,Target[,patient_id]
-    <image_id>.png     or <image_id>.dcm
+    <image_id>.png     or .jpg/.jpeg, .tif/.tiff, .dcm
 
 ``boxes.csv`` follows the RSNA convention: one row per box in the image's own
 pixel coordinates (``x`` = column of the left edge, ``y`` = row of the top
@@ -13,9 +13,11 @@ name without its extension. The optional ``patient_id`` column groups images
 of one patient for patient-level splits (default: one patient per image).
 Files not listed in ``boxes.csv`` are not part of the dataset.
 
-PNG files may be 8- or 16-bit grayscale (divided by 255 or 65535), grayscale
-with alpha, or RGB(A) (converted with ``skimage.color.rgb2gray`` unless the
-three channels are equal); bright must mean dense. DICOM files are read with
+PNG, JPEG and TIFF files may be 8- or 16-bit grayscale (divided by 255 or
+65535), floating-point TIFF already in ``[0, 1]``, grayscale with alpha, or
+RGB(A) (converted with ``skimage.color.rgb2gray`` unless the three channels
+are equal); bright must mean dense (CheXpert, MIMIC-CXR-JPG and the Kermany
+pneumonia set are 8-bit JPEG). DICOM files are read with
 :func:`helpers.data.dicom.read_dicom`.
 """
 
@@ -44,13 +46,16 @@ from helpers.data.dicom import read_dicom
 from helpers.data.errors import DataError
 from helpers.data.imageset import ImageSet
 
-__all__ = ["load_folder", "read_png", "FOLDER_COLUMNS"]
+__all__ = ["load_folder", "read_image", "read_png", "FOLDER_COLUMNS", "IMAGE_SUFFIXES"]
 
 FOLDER_COLUMNS = ["image_id", "x", "y", "width", "height", "Target"]
 
+#: File suffixes the folder loader reads (case-insensitive); ``.dcm`` goes to :func:`helpers.data.dicom.read_dicom`.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
 
-def read_png(path: str | os.PathLike) -> np.ndarray:
-    """Read a grayscale (or RGB) PNG as ``float32`` in ``[0, 1]``.
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a grayscale (or RGB) PNG, JPEG or TIFF as ``float32`` in ``[0, 1]``.
 
     Raises
     ------
@@ -72,8 +77,14 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
         img = raw / 65535.0
     elif raw.dtype == np.bool_:
         img = raw.astype(np.float64)
+    elif raw.dtype in (np.float32, np.float64):
+        img = raw.astype(np.float64)
+        if not (np.isfinite(img).all() and img.min() >= 0.0 and img.max() <= 1.0):
+            raise DataError(f"image {str(path)!r} holds floating-point pixels outside [0, 1] (range "
+                            f"{np.nanmin(img):g}..{np.nanmax(img):g}); save it as 8/16-bit or scaled to [0, 1]")
     else:
-        raise DataError(f"image {str(path)!r} has pixel type {raw.dtype}; expected an 8- or 16-bit PNG")
+        raise DataError(f"image {str(path)!r} has pixel type {raw.dtype}; expected 8- or 16-bit pixels "
+                        "(or a floating-point TIFF in [0, 1])")
     if img.ndim == 3 and img.shape[2] in (2, 4):  # drop alpha
         img = img[..., :-1]
     if img.ndim == 3 and img.shape[2] == 1:
@@ -86,6 +97,10 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
     return img.astype(np.float32)
 
 
+#: The former name of :func:`read_image` (it reads JPEG and TIFF as well).
+read_png = read_image
+
+
 def load_folder(
     data_dir: str | os.PathLike,
     *,
@@ -95,7 +110,7 @@ def load_folder(
     progress: bool | None = None,
     min_source_size: int = MIN_SOURCE_SIZE,
 ) -> ImageSet:
-    """Load a folder of PNG/DICOM radiographs described by ``boxes.csv``.
+    """Load a folder of PNG/JPEG/TIFF/DICOM radiographs described by ``boxes.csv``.
 
     Parameters
     ----------
@@ -146,7 +161,7 @@ def load_folder(
     annotations = parse_boxes(df, table, id_column="image_id", limit=limit)
     if not annotations:
         raise DataError(f"{str(table)!r} lists no image to load")
-    index = find_files(data_dir, (".png", ".dcm"))
+    index = find_files(data_dir, IMAGE_SUFFIXES)
 
     n = len(annotations)
     images = np.zeros((n, size, size), np.float32)
@@ -156,9 +171,9 @@ def load_folder(
     ids = list(annotations)
     for i, image_id in enumerate(progress_bar(ids, desc="folder", progress=progress)):
         ann = annotations[image_id]
-        path = one_file(index, image_id, root=data_dir, table=table, what="PNG or DICOM image", line=ann.first_line,
+        path = one_file(index, image_id, root=data_dir, table=table, what="PNG, JPEG, TIFF or DICOM image", line=ann.first_line,
                         id_column="image_id")
-        image = read_dicom(path) if path.suffix.lower() == ".dcm" else read_png(path)
+        image = read_dicom(path) if path.suffix.lower() == ".dcm" else read_image(path)
         check_source_size(image, minimum=min_size, image_file=path, image_id=image_id, id_column="image_id")
         h, w = image.shape
         check_boxes_inside(ann, height=h, width=w, path=table, image_id=image_id, image_file=path, id_column="image_id")

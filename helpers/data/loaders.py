@@ -28,7 +28,7 @@ from helpers.data.siim import load_siim
 from helpers.data.synthetic import GENERATOR_VERSION, MAX_SIZE, MIN_SIZE
 from helpers.data.writer import SYNTH_FILES, read_synth_params, synth
 
-__all__ = ["load", "load_synthetic", "synthetic_dir", "SYNTHETIC_FORMAT"]
+__all__ = ["load", "load_eval", "load_synthetic", "synthetic_dir", "SYNTHETIC_FORMAT"]
 
 #: Version of the on-disk layout written by ``synth`` (part of the cache key).
 SYNTHETIC_FORMAT = "rsna+siim-dicom12/1"
@@ -297,3 +297,36 @@ def load(settings, *, progress: bool | None = None) -> ImageSet:
     if not data_dir or not Path(data_dir).is_dir():
         raise DataError(f"dataset {dataset!r} needs data_dir to be the dataset's folder, got {data_dir!r}")
     return loaders[dataset](data_dir, image_size=size, progress=progress)
+
+
+def load_eval(settings, *, progress: bool | None = None) -> ImageSet | None:
+    """The evaluation dataset of a run when it differs from the training one (``eval_dataset``), else ``None``.
+
+    Parameters
+    ----------
+    settings : helpers.config.Settings
+        Uses ``eval_dataset`` (``"rsna"``, ``"siim"`` or ``"folder"``),
+        ``eval_data_dir`` and ``image_size``.
+    progress : bool or None, optional
+
+    Returns
+    -------
+    ImageSet or None
+        Every image of that folder at the working size (it may hold
+        positives only); ``None`` when ``eval_dataset`` is not set.
+
+    Raises
+    ------
+    DataError
+        An unknown ``eval_dataset``, a missing folder, or any loader error.
+    """
+    dataset = getattr(settings, "eval_dataset", None)
+    if dataset is None:
+        return None
+    loaders = {"rsna": load_rsna, "siim": load_siim, "folder": load_folder}
+    if dataset not in loaders:
+        raise DataError(f"unknown eval_dataset {dataset!r}; expected one of {', '.join(loaders)}")
+    data_dir = getattr(settings, "eval_data_dir", None)
+    if not data_dir or not Path(data_dir).is_dir():
+        raise DataError(f"eval_dataset {dataset!r} needs eval_data_dir to be the dataset's folder, got {data_dir!r}")
+    return loaders[dataset](data_dir, image_size=check_image_size(settings.image_size), progress=progress)

@@ -21,7 +21,7 @@ module                     contents
                            :func:`spearman`, :func:`hog_similarity`,
                            :func:`similarity`, :func:`paired_similarity`
 ``baselines``              :func:`random_pair_baseline`,
-                           :func:`average_mask_prior`
+                           :func:`average_mask_prior`, :func:`leave_one_out_prior`
 ``statistics``             :func:`bootstrap_ci`, :func:`bootstrap_test`,
                            :func:`paired_bootstrap_diff`,
                            :func:`wilcoxon_paired`, :func:`holm`, :class:`Verdict`
@@ -39,7 +39,7 @@ from helpers.metrics._checks import (
     MetricInputError,
     UndefinedMetricWarning,
 )
-from helpers.metrics.baselines import RandomPairBaseline, average_mask_prior, random_pair_baseline
+from helpers.metrics.baselines import RandomPairBaseline, average_mask_prior, leave_one_out_prior, random_pair_baseline
 from helpers.metrics.localization import (
     DEFAULT_LOCALIZATION_METRICS,
     HIT_TIE_RULES,
@@ -136,6 +136,7 @@ __all__ = [
     "RandomPairBaseline",
     "random_pair_baseline",
     "average_mask_prior",
+    "leave_one_out_prior",
     # statistics and verdicts
     "BootstrapCI",
     "WilcoxonResult",

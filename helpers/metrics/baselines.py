@@ -221,3 +221,37 @@ def average_mask_prior(masks, *, labels=None, positives_only: bool = True) -> np
             f"{stack.shape[0]} masks; expected at least one positive (or pass positives_only=False)"
         )
     return selected.mean(axis=0, dtype=np.float64)
+
+
+def leave_one_out_prior(masks) -> np.ndarray:
+    """Per-image average-mask prior of an evaluation set without a training split: the mean of the *other* masks.
+
+    When the images scored are all there is (e.g. the 100 RSNA positives with
+    boxes of Arun et al.'s sample), the prior of image ``i`` is the mean of
+    the masks of every image but ``i``: it knows where abnormalities usually
+    are, never where this one is.
+
+    Parameters
+    ----------
+    masks : array_like of bool, shape (N, H, W)
+        The evaluation images' masks (positives), ``N >= 2``.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N, H, W)
+
+    Raises
+    ------
+    MetricInputError
+        Fewer than two masks.
+
+    References
+    ----------
+    .. [1] Arun et al. (2021), "average" baseline of fig. 2 (there over the training masks).
+    """
+    stack = as_masks(masks, "masks").astype(np.float64)
+    n = stack.shape[0]
+    if n < 2:
+        raise MetricInputError(f"leave_one_out_prior needs at least 2 masks, got {n}")
+    total = stack.sum(axis=0)
+    return (total[None] - stack) / (n - 1)

@@ -18,6 +18,10 @@ Public API
 :func:`label_randomization_ready`
     Whether a permuted-label model learned its labels well enough to judge
     the label-randomization test, and the sentence that says so.
+:func:`load_model`, :class:`InputContract`, :class:`ExternalModel`
+    A user's own classifier (zoo architecture + weights, TorchScript, or
+    ``package.module:function``) in the book's ``[0, 1]`` one-channel
+    convention (:mod:`helpers.models.external`).
 :class:`ModelError`
     Bad input (a ``ValueError``).
 """
@@ -34,6 +38,7 @@ from helpers.models.cache import (
     permuted_subset,
     training_seed,
 )
+from helpers.models.external import ExternalModel, InputContract, contract_from_settings, load_model
 from helpers.models.relu import assert_relu_modules, count_relu_calls, gradcam_layer
 from helpers.models.training import (
     AUCInterval,
@@ -71,6 +76,10 @@ __all__ = [
     "LABEL_MODES",
     "MODEL_CODE_VERSION",
     "ModelError",
+    "ExternalModel",
+    "InputContract",
+    "contract_from_settings",
+    "load_model",
     "CacheCorruptError",
     "CacheWarning",
 ]

@@ -284,6 +284,12 @@ def gradcam_layer(model: nn.Module) -> nn.Module:
     .. [1] Selvaraju, R. R. et al. (2017). Grad-CAM: visual explanations from
        deep networks via gradient-based localization. ICCV. arXiv:1610.02391
     """
+    if hasattr(model, "gradcam_layer_name"):  # a model given by the user (helpers.models.external)
+        if model.gradcam_layer_name is None:
+            raise ModelError(f"no GradCAM layer was found in model {getattr(model, 'architecture', '?')!r} (a "
+                             "TorchScript model hides its layers from hooks); name its last convolutional block "
+                             "with --param model_gradcam_layer=<module name>, or give the model as ARCH=WEIGHTS")
+        return model.get_submodule(model.gradcam_layer_name)
     architecture = getattr(model, "architecture", None)
     paths = {
         "smallcnn": "block4",

@@ -63,7 +63,7 @@ from torch import nn
 
 from helpers._cache import CorruptCacheWarning, atomic_write, check_on_corrupt, entry_lock, sha256_bytes, stable_hash
 from helpers._profile import record as record_profile
-from helpers.saliency import _compute_raw, _target_spec
+from helpers.saliency._core import _compute_raw, _target_spec
 from helpers.saliency import _engine as E
 from helpers.saliency._errors import CorruptCacheEntryError, MapCacheError
 from helpers.saliency.postprocess import normalize, warn_constant

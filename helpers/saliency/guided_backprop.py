@@ -47,6 +47,9 @@ def check_guided(model: nn.Module, images: Tensor) -> None:
 
     calls = count_relu_calls(model, images[:1])
     name = getattr(model, "architecture", type(model).__name__)
+    note = getattr(model, "relu_note", "")  # why a model given by the user cannot be guided (helpers.models.external)
+    if note:
+        raise SaliencyError(f"GBP: model {name!r} cannot be guided: {note}")
     if calls.functional_calls:
         raise SaliencyError(
             f"GBP: model {name!r} applies {calls.functional_calls} ReLU(s) functionally (F.relu/torch.relu) in its "

@@ -30,6 +30,7 @@ a circular import.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import types
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ __all__ = [
     "unregister",
     "get",
     "methods",
+    "PLUGINS",
+    "load_plugins",
 ]
 
 #: How a raw attribution becomes a ``[0, 1]`` map (see :mod:`helpers.saliency.postprocess`).
@@ -144,6 +147,42 @@ class MethodSpec:
 #: Registered methods, in registration order (read it, never write it: use :func:`register`).
 REGISTRY: dict[str, MethodSpec] = {}
 
+#: Extension packages' registration functions, ``"module:function"``: each calls :func:`register` for its
+#: methods. :func:`load_plugins` calls them once, in this order, on the first lookup of the registry
+#: (:func:`get`, :func:`methods`, :data:`METHODS`), after the built-in methods of :mod:`helpers.saliency`.
+PLUGINS: list[str] = ["helpers.counterfactual.method:register_method", "helpers.trainable.method:register_method"]
+
+_PLUGINS_STATE = {"loaded": False, "loading": False}
+
+
+def load_plugins() -> None:
+    """Call every registration function of :data:`PLUGINS` (once; later calls do nothing).
+
+    Explicit registration instead of an import side effect: the extensions
+    import this module, so :mod:`helpers.saliency` cannot import them at its
+    top without an import cycle. The built-in methods are registered first:
+    importing this module imports its package :mod:`helpers.saliency`, which
+    registers them.
+
+    Raises
+    ------
+    RegistryError
+        An entry that is not ``"module:function"`` or names nothing callable.
+    """
+    if _PLUGINS_STATE["loaded"] or _PLUGINS_STATE["loading"]:
+        return
+    _PLUGINS_STATE["loading"] = True
+    try:
+        for entry in PLUGINS:
+            module, _, name = entry.partition(":")
+            fn = getattr(importlib.import_module(module), name, None) if name else None
+            if not callable(fn):
+                raise RegistryError(f"saliency plugin {entry!r} names no registration function (module:function)")
+            fn()
+        _PLUGINS_STATE["loaded"] = True
+    finally:
+        _PLUGINS_STATE["loading"] = False
+
 
 class _MethodNames(Sequence):
     """Live, read-only tuple-like view of the registered method names.
@@ -154,15 +193,19 @@ class _MethodNames(Sequence):
     """
 
     def __getitem__(self, index):
+        load_plugins()
         return tuple(REGISTRY)[index]
 
     def __len__(self) -> int:
+        load_plugins()
         return len(REGISTRY)
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         return name in REGISTRY
 
     def __iter__(self):
+        load_plugins()
         return iter(tuple(REGISTRY))
 
     def __eq__(self, other: object) -> bool:
@@ -192,6 +235,7 @@ def _closest(name: str, valid) -> str:
 
 def methods() -> tuple[str, ...]:
     """Snapshot of the registered method names, in registration order."""
+    load_plugins()
     return tuple(REGISTRY)
 
 
@@ -203,6 +247,9 @@ def get(name: str) -> MethodSpec:
     UnknownMethodError
         ``name`` is not registered; the message lists the registered names.
     """
+    if isinstance(name, str) and name in REGISTRY:
+        return REGISTRY[name]
+    load_plugins()
     if isinstance(name, str) and name in REGISTRY:
         return REGISTRY[name]
     raise UnknownMethodError(

@@ -14,8 +14,8 @@ Public API
     Train once with :func:`helpers.models.fit`, then load from the cache
     (:mod:`helpers.trainable.training`).
 Saliency method ``"TRAINABLE"``
-    Registered in :mod:`helpers.saliency.registry` on import
-    (:mod:`helpers.trainable.method`).
+    Registered in :mod:`helpers.saliency.registry` by
+    :func:`helpers.trainable.method.register_method` (a :data:`helpers.saliency.PLUGINS` entry).
 
 The design is our reading of Aggarwal et al. (ML4H 2020, arXiv:2011.07482),
 whose element could not be retrieved; see the module docstrings for what it

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from helpers.saliency.registry import register
+from helpers.saliency.registry import REGISTRY, register
 from helpers.trainable.head import TrainableConfigError
 from helpers.trainable.model import SelfExplainingClassifier
 
@@ -58,13 +58,17 @@ def trainable_saliency(model: torch.nn.Module, images: torch.Tensor, *, target: 
         return torch.relu(model.decision_map(images.detach(), target=target))
 
 
-register(
-    "TRAINABLE",
-    trainable_saliency,
-    defaults={},
-    description="Trainable saliency: the decision evidence (z1 - z0, positive part) of a self-explaining classifier "
-                "(LSE-pooled 1x1-conv head), upsampled bilinearly, post-processed as the paper's maps",
-    postprocess="paper",
-    version="2",  # 1 explained z1 alone with min-max post-processing
-    reference="Our reading of Aggarwal et al. (ML4H 2020, arXiv:2011.07482); head after Pinheiro & Collobert (2015), Wang et al. (2017), Zhou et al. (2016)",
-)
+def register_method() -> None:
+    """Register ``"TRAINABLE"`` in the saliency registry (called by :func:`helpers.saliency.load_plugins`; idempotent)."""
+    if "TRAINABLE" in REGISTRY:
+        return
+    register(
+        "TRAINABLE",
+        trainable_saliency,
+        defaults={},
+        description="Trainable saliency: the decision evidence (z1 - z0, positive part) of a self-explaining classifier "
+                    "(LSE-pooled 1x1-conv head), upsampled bilinearly, post-processed as the paper's maps",
+        postprocess="paper",
+        version="2",  # 1 explained z1 alone with min-max post-processing
+        reference="Our reading of Aggarwal et al. (ML4H 2020, arXiv:2011.07482); head after Pinheiro & Collobert (2015), Wang et al. (2017), Zhou et al. (2016)",
+    )

@@ -164,3 +164,15 @@ class TestAverageMaskPrior:
             average_mask_prior(np.zeros((4, 4), dtype=bool))
         with pytest.raises(MetricInputError, match="0 and 1"):
             average_mask_prior(np.full((2, 4, 4), 3))
+
+
+def test_leave_one_out_prior_is_the_mean_of_the_other_masks():
+    from helpers.metrics import MetricInputError, leave_one_out_prior
+
+    masks = np.zeros((3, 2, 2), bool)
+    masks[0, 0, 0] = masks[1, 0, 0] = masks[2, 1, 1] = True
+    prior = leave_one_out_prior(masks)
+    np.testing.assert_allclose(prior[0], [[0.5, 0.0], [0.0, 0.5]])
+    np.testing.assert_allclose(prior[2], [[1.0, 0.0], [0.0, 0.0]])  # never knows where its own lesion is
+    with pytest.raises(MetricInputError, match="at least 2"):
+        leave_one_out_prior(masks[:1])

@@ -28,6 +28,9 @@ __all__ = [
     "PRESETS",
     "DATASETS",
     "NOTEBOOK_PARAMETERS",
+    "OVERRIDES_PARAMETER",
+    "SETTINGS_FIELDS",
+    "merge_overrides",
     "COLAB_HOME",
     "HOME_ENV",
     "default_dirs",
@@ -57,7 +60,36 @@ NOTEBOOK_PARAMETERS = (
     "device",
     "cache_dir",
     "results_dir",
+    "overrides",
 )
+
+#: The notebook parameter that carries any other :class:`Settings` field (a mapping ``{name: value}``).
+OVERRIDES_PARAMETER = "overrides"
+
+def merge_overrides(parameters: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The notebook's parameters plus its ``overrides`` mapping (any other :class:`Settings` field).
+
+    Every field of :class:`Settings` can be set from a notebook or from
+    ``helpers.book execute --param NAME=VALUE``: the names of
+    :data:`NOTEBOOK_PARAMETERS` directly, every other field through the
+    ``overrides`` mapping (``--param epochs=4`` is packed into it). A name
+    given both ways, or an ``overrides`` that is not a mapping of names,
+    raises :class:`ConfigError`; the values are validated by :func:`resolve`.
+    """
+    merged = dict(parameters)
+    if overrides is None:
+        return merged
+    if not isinstance(overrides, Mapping) or not all(isinstance(k, str) for k in overrides):
+        raise ConfigError(f"overrides must be a mapping of setting names to values, e.g. {{'epochs': 4}}, got {overrides!r}")
+    for name, value in overrides.items():
+        if name == "preset" or name == OVERRIDES_PARAMETER:
+            raise ConfigError(f"overrides cannot set {name!r}; pass it as the notebook parameter instead")
+        if name in merged and merged[name] is not None:
+            raise ConfigError(f"{name!r} is given both as a notebook parameter ({merged[name]!r}) and in overrides "
+                              f"({value!r}); give it once")
+        merged[name] = value
+    return merged
+
 
 #: Where caches and results go in Google Colab (``cache/`` and ``results/`` below it) unless :data:`HOME_ENV` is set.
 COLAB_HOME = "/content/saliency-trust-book"
@@ -339,6 +371,8 @@ PRESETS["smoke"].update(shortcut_correlations=(0.0, 1.0), shortcut_label_noise=0
                         shortcut_n_test=60, shortcut_epochs=2, shortcut_n_images=5, shortcut_costly_images=0)
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+#: Every field of :class:`Settings` (each can be set from a notebook: see :func:`merge_overrides`).
+SETTINGS_FIELDS: tuple[str, ...] = tuple(_FIELDS)
 
 
 def _closest(name: str, valid) -> str:

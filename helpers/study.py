@@ -18,14 +18,14 @@ import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 import pandas as pd
 
 from helpers import criteria
-from helpers.config import Settings, resolve, resolve_device
+from helpers.config import Settings, merge_overrides, resolve, resolve_device
 from helpers.results import ResultTable, run_fingerprint
 
 __all__ = ["Study", "TrainedModel", "ModelState"]
@@ -94,9 +94,14 @@ class Study:
         seed_everything(settings.seed)
 
     @classmethod
-    def from_parameters(cls, preset: str = "default", **parameters: Any) -> "Study":
-        """Resolve ``preset`` with the notebook's ``parameters`` and build a study."""
-        return cls(resolve(preset, **parameters))
+    def from_parameters(cls, preset: str = "default", *, overrides: Mapping[str, Any] | None = None,
+                        **parameters: Any) -> "Study":
+        """Resolve ``preset`` with the notebook's ``parameters`` (and its ``overrides`` mapping of other fields).
+
+        See :func:`helpers.config.merge_overrides`: any :class:`~helpers.config.Settings`
+        field can be set, a name given twice is refused.
+        """
+        return cls(resolve(preset, **merge_overrides(parameters, overrides)))
 
     # ------------------------------------------------------------------ data
     @functools.cached_property

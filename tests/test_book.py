@@ -202,8 +202,18 @@ def test_parse_params_reads_yaml_literals():
     assert book.parse_params(None) == {} and book.parse_params([]) == {}
 
 
+def test_parse_params_packs_every_other_settings_field_into_overrides():
+    params = book.parse_params(["image_size=64", "epochs=3", "method_settings={SG: {n_samples: 5}}",
+                                "model=[resnet18=weights.pt]", "pretrained=null"])
+    assert params == {"image_size": 64, "overrides": {"epochs": 3, "method_settings": {"SG": {"n_samples": 5}},
+                                                      "model": ["resnet18=weights.pt"], "pretrained": None}}
+    with pytest.raises(book.BookInputError, match="not needed"):
+        book.parse_params(["overrides={epochs: 3}"])
+
+
 @pytest.mark.parametrize("items, expected", [
-    (["image_sise=64"], r"unknown notebook parameter 'image_sise'; valid parameters: dataset, .*"
+    (["image_sise=64"], r"unknown parameter 'image_sise'; valid parameters \(notebook parameters and every "
+                        r"helpers.config.Settings field\): dataset, .*"
                         r"Did you mean 'image_size'\?"),
     (["preset=smoke"], r"--preset"),
     (["image_size"], r"NAME=VALUE"),
@@ -274,7 +284,7 @@ def test_execute_rejects_bad_input_before_running(tmp_path):
 def test_cli_reports_errors_with_exit_status_1(tmp_path, capsys):
     root = _root(tmp_path)
     assert book.main(["--root", str(root), "execute", "--preset", "smoke", "--param", "colour=red"]) == 1
-    assert "unknown notebook parameter 'colour'" in capsys.readouterr().err
+    assert "unknown parameter 'colour'" in capsys.readouterr().err
     assert book.main(["--root", str(root), "execute", "--preset", "smoke"]) == 0  # nothing written yet
     assert "nothing to execute" in capsys.readouterr().out
     _write(_chapter(colab=False), root / "notebooks" / "00_data_and_models.ipynb")

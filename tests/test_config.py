@@ -156,3 +156,21 @@ def test_default_folders_in_colab_and_under_the_home_variable(monkeypatch, tmp_p
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "drive"))  # e.g. a mounted Google Drive folder
     s = resolve("smoke", results_dir=str(tmp_path / "mine"))
     assert (s.cache_dir, s.results_dir) == (str(tmp_path / "drive" / "cache"), str(tmp_path / "mine"))
+
+
+def test_overrides_reach_every_settings_field_and_a_name_given_twice_is_refused():
+    from helpers.config import SETTINGS_FIELDS, merge_overrides
+    from helpers.study import Study
+
+    assert {"epochs", "batch_size", "pretrained", "method_settings", "n_bootstrap"} <= set(SETTINGS_FIELDS)
+    study = Study.from_parameters("smoke", image_size=32, overrides={"epochs": 2, "n_bootstrap": 500,
+                                                                     "method_settings": {"SG": {"n_samples": 3}}})
+    assert (study.settings.epochs, study.settings.n_bootstrap, study.settings.image_size) == (2, 500, 32)
+    assert study.settings.method_settings["SG"]["n_samples"] == 3
+    assert merge_overrides({"seed": None}, {"seed": 3}) == {"seed": 3}  # None leaves it to the preset
+    with pytest.raises(ConfigError, match="given both as a notebook parameter"):
+        merge_overrides({"seed": 1}, {"seed": 3})
+    with pytest.raises(ConfigError, match="mapping of setting names"):
+        merge_overrides({}, ["epochs", 3])
+    with pytest.raises(ConfigError, match="unknown parameter 'epoch'"):
+        Study.from_parameters("smoke", overrides={"epoch": 2})

@@ -42,7 +42,7 @@ from helpers.book._base import (
     _root,
 )
 from helpers.book.structure import _assigned_names, _colab_cell_index, _parameters_cell, _read_notebook, check_notebook_structure
-from helpers.config import NOTEBOOK_PARAMETERS, PRESETS, default_dirs
+from helpers.config import NOTEBOOK_PARAMETERS, OVERRIDES_PARAMETER, PRESETS, SETTINGS_FIELDS, default_dirs
 
 __all__ = ["NotebookRun", "KERNEL_ENV", "PLUMBING_TAGS", "parse_params", "execute", "tag_plumbing"]
 
@@ -85,11 +85,22 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
     Raises
     ------
     BookInputError
-        Malformed item, a name that is not in
-        :data:`helpers.config.NOTEBOOK_PARAMETERS` (the message lists the
-        valid ones), ``preset`` (use ``--preset``), or a name given twice.
+        Malformed item, a name that is neither in
+        :data:`helpers.config.NOTEBOOK_PARAMETERS` nor a field of
+        :class:`helpers.config.Settings` (the message lists the valid ones),
+        ``preset`` (use ``--preset``), or a name given twice.
+
+    Notes
+    -----
+    Names of :data:`~helpers.config.NOTEBOOK_PARAMETERS` are injected as
+    themselves; every other :class:`~helpers.config.Settings` field
+    (``epochs``, ``method_settings``, ``model``, ...) is packed into the
+    ``overrides`` mapping that every notebook passes to
+    :meth:`helpers.study.Study.from_parameters`.
     """
     params: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    settable = NOTEBOOK_PARAMETERS + tuple(n for n in SETTINGS_FIELDS if n not in NOTEBOOK_PARAMETERS)
     for item in items or ():
         if "=" not in item:
             raise BookInputError(f"--param {item!r} must have the form NAME=VALUE, e.g. image_size=64")
@@ -97,16 +108,21 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
         name = name.strip()
         if name == "preset":
             raise BookInputError("the preset is chosen with --preset, not --param preset=...")
-        if name not in NOTEBOOK_PARAMETERS:
-            valid = ", ".join(n for n in NOTEBOOK_PARAMETERS if n != "preset")
-            raise BookInputError(f"unknown notebook parameter {name!r}; valid parameters: {valid}."
-                                 f"{_closest(name, NOTEBOOK_PARAMETERS)}")
-        if name in params:
+        if name == OVERRIDES_PARAMETER:
+            raise BookInputError(f"--param {name}=... is not needed: pass each setting as --param NAME=VALUE")
+        if name not in settable:
+            valid = ", ".join(n for n in settable if n not in ("preset", OVERRIDES_PARAMETER))
+            raise BookInputError(f"unknown parameter {name!r}; valid parameters (notebook parameters and every "
+                                 f"helpers.config.Settings field): {valid}.{_closest(name, settable)}")
+        if name in params or name in overrides:
             raise BookInputError(f"--param {name} is given twice")
         try:
-            params[name] = yaml.safe_load(text) if text.strip() else None
+            value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
             raise BookInputError(f"--param {item!r}: the value is not a YAML literal ({exc})") from None
+        (params if name in NOTEBOOK_PARAMETERS else overrides)[name] = value
+    if overrides:
+        params[OVERRIDES_PARAMETER] = overrides  # every notebook passes it to Study.from_parameters
     return params
 
 

@@ -157,7 +157,7 @@ class ImageSet:
                 "ids": list(self.ids),
                 "patient_ids": list(self.patient_ids),
                 "labels": self.labels.tolist(),
-                "images_sha256": hashlib.sha256(images.tobytes()).hexdigest(),
+                "images_sha256": hashlib.sha256(images.reshape(-1).view(np.uint8)).hexdigest(),  # no copy of a memory map
                 "masks_sha256": hashlib.sha256(masks.tobytes()).hexdigest(),
                 "boxes_sha256": hashlib.sha256(boxes.tobytes() + counts.tobytes()).hexdigest(),
             }

@@ -470,14 +470,16 @@ def load_eval(settings, *, progress: bool | None = None) -> ImageSet | None:
     ----------
     settings : helpers.config.Settings
         Uses ``eval_dataset`` (``"rsna"``, ``"siim"`` or ``"folder"``),
-        ``eval_data_dir`` and ``image_size``.
+        ``eval_data_dir``, ``image_size`` and ``cache_dir``.
     progress : bool or None, optional
 
     Returns
     -------
     ImageSet or None
         Every image of that folder at the working size (it may hold
-        positives only); ``None`` when ``eval_dataset`` is not set.
+        positives only; ``limit`` does not apply), decoded once and cached
+        (memory-mapped) as in :func:`load`; ``None`` when ``eval_dataset``
+        is not set.
 
     Raises
     ------
@@ -493,4 +495,6 @@ def load_eval(settings, *, progress: bool | None = None) -> ImageSet | None:
     data_dir = getattr(settings, "eval_data_dir", None)
     if not data_dir or not Path(data_dir).is_dir():
         raise DataError(f"eval_dataset {dataset!r} needs eval_data_dir to be the dataset's folder, got {data_dir!r}")
-    return loaders[dataset](data_dir, image_size=check_image_size(settings.image_size), progress=progress)
+    # Decoded once too, with the cache of load() (every image: limit does not apply to the evaluation set).
+    return _load_real_cached(dataset, Path(data_dir), image_size=check_image_size(settings.image_size), limit=None, seed=0,
+                             cache_dir=settings.cache_dir, progress=progress)

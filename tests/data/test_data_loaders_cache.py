@@ -223,3 +223,15 @@ def test_limit_must_be_a_positive_integer_or_none(bad):
     with pytest.raises(ConfigError, match=r"limit must be None .* integer >= 1"):
         resolve("default", limit=bad)
     assert resolve("default", limit=None).limit is None and resolve("default", limit=5).limit == 5
+
+
+def test_the_evaluation_set_is_cached_too_and_ignores_limit(tmp_path, monkeypatch):
+    from helpers.data.loaders import load_eval
+
+    root = _png_folder(tmp_path / "png")
+    s = resolve("default", image_size=SIZE, cache_dir=str(tmp_path / "cache"), eval_dataset="folder",
+                eval_data_dir=str(root), limit=4)
+    first = load_eval(s, progress=False)
+    assert len(first) == 12  # every image of the evaluation folder
+    _forbid_decodes(monkeypatch, "folder")
+    _assert_same(first, load_eval(s, progress=False))

@@ -138,6 +138,16 @@ class Settings:
         Size of the generated synthetic dataset (all splits together).
     positive_fraction : float
         Share of positives in the synthetic dataset.
+    limit : int or None
+        Keep a subsample of ``limit`` images of the dataset (``None``, the
+        default: every image), drawn before the train/validation/test split,
+        seeded by ``seed`` and stratified by label (each label keeps its
+        share, rounded by largest remainder). It applies to every dataset
+        (``"rsna"``, ``"siim"``, ``"folder"``: only the chosen images are
+        decoded; ``"synthetic"``: drawn from the ``n_synthetic`` images
+        generated) and is part of the data cache key
+        (:func:`helpers.data.loaders.load`). A ``limit`` at least the size of
+        the dataset keeps every image.
     epochs, batch_size, learning_rate, patience : int, int, float, int
         Training schedule (early stopping on validation AUC after ``patience``
         epochs without improvement).
@@ -211,6 +221,7 @@ class Settings:
     results_dir: str = "results"
     n_synthetic: int = 2000
     positive_fraction: float = 0.5
+    limit: int | None = None
     epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -447,7 +458,7 @@ def resolve(preset: str = "default", **overrides: Any) -> Settings:
             valid = ", ".join(n for n in _FIELDS if n != "preset")
             raise ConfigError(f"unknown parameter {name!r}; valid parameters: {valid}.{_closest(name, _FIELDS)}")
         if value is None and name not in ("data_dir", "pretrained", "model_input_size", "model_gradcam_layer",
-                                          "eval_dataset", "eval_data_dir"):
+                                          "eval_dataset", "eval_data_dir", "limit"):
             continue
         values[name] = value
     for name in ("architectures", "methods", "shortcut_costly_methods", "model"):
@@ -506,6 +517,9 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"data_dir {s.data_dir!r} is not a folder (dataset={s.dataset!r})")
     for name, minimum in _INTEGERS.items():
         _check_integer(name, getattr(s, name), minimum)
+    if s.limit is not None and (isinstance(s.limit, bool) or not isinstance(s.limit, numbers.Integral) or int(s.limit) < 1):
+        raise ConfigError(f"limit must be None (every image) or an integer >= 1 (the number of images kept), got "
+                          f"{s.limit!r} ({type(s.limit).__name__}); e.g. --param limit=500")
     if not (32 <= int(s.image_size) <= 1024):
         raise ConfigError(f"image_size must be between 32 and 1024 pixels, got {s.image_size!r}")
     for name in ("cache_dir", "results_dir"):

@@ -178,6 +178,34 @@ def check_limit(limit) -> int | None:
     return int(limit)
 
 
+def stratified_sample(ids: list[str], labels, n: int | None, *, seed: int) -> list[str]:
+    """A seeded, label-stratified subsample of ``n`` of ``ids``, in their original order.
+
+    Each label keeps its share of ``n`` (largest-remainder rounding, ties to
+    the smaller label); the images of a label are drawn without replacement
+    with ``numpy.random.default_rng([seed, 0x5A3])``. ``n`` ``None`` or at
+    least ``len(ids)`` keeps every id.
+
+    Raises
+    ------
+    DataError
+        When ``n`` is not ``None`` or a positive integer.
+    """
+    n = check_limit(n)
+    if n is None or n >= len(ids):
+        return list(ids)
+    labels = np.asarray(labels, dtype=np.int64)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / len(ids)
+    take = np.floor(quota).astype(np.int64)
+    order = np.argsort(-(quota - take), kind="stable")  # largest remainder first
+    take[order[: n - int(take.sum())]] += 1
+    rng = np.random.default_rng([int(seed), 0x5A3])
+    keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), size=int(k), replace=False)
+                           for c, k in zip(classes, take)])
+    return [ids[i] for i in np.sort(keep)]
+
+
 def check_min_source_size(min_source_size) -> int:
     """``min_source_size`` as a positive int, or a :class:`DataError`."""
     if isinstance(min_source_size, bool) or not isinstance(min_source_size, (int, np.integer)) or int(min_source_size) < 1:

@@ -41,6 +41,7 @@ from helpers.data._tables import (
     parse_boxes,
     progress_bar,
     read_table,
+    stratified_sample,
 )
 from helpers.data.dicom import read_dicom
 from helpers.data.errors import DataError
@@ -107,6 +108,8 @@ def load_folder(
     image_size: int,
     boxes_csv: str = "boxes.csv",
     limit: int | None = None,
+    sample: int | None = None,
+    sample_seed: int = 0,
     progress: bool | None = None,
     min_source_size: int = MIN_SOURCE_SIZE,
 ) -> ImageSet:
@@ -123,6 +126,12 @@ def load_folder(
         and optionally ``patient_id``).
     limit : int, optional
         Keep only the first ``limit`` images (order of first appearance).
+    sample : int, optional
+        Keep a seeded, label-stratified subsample of ``sample`` images
+        (:func:`helpers.data._tables.stratified_sample`, after ``limit``);
+        only those images are decoded. ``None``: every image.
+    sample_seed : int, optional
+        Seed of that subsample.
     progress : bool or None, optional
         tqdm progress bar (``None``: only on a terminal).
     min_source_size : int, optional
@@ -161,6 +170,10 @@ def load_folder(
     annotations = parse_boxes(df, table, id_column="image_id", limit=limit)
     if not annotations:
         raise DataError(f"{str(table)!r} lists no image to load")
+    if sample is not None:
+        ids = list(annotations)
+        kept = stratified_sample(ids, [annotations[i].label for i in ids], sample, seed=sample_seed)
+        annotations = {i: annotations[i] for i in kept}
     index = find_files(data_dir, IMAGE_SUFFIXES)
 
     n = len(annotations)

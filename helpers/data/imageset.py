@@ -72,8 +72,10 @@ class ImageSet:
         n, h, w = images.shape
         if h != w:
             raise DataError(f"ImageSet.images must be square, got {h}x{w} pixels")
-        if images.size and (not np.isfinite(images).all() or images.min() < 0.0 or images.max() > 1.0):
-            raise DataError("ImageSet.images must be finite and lie in [0, 1]")
+        for start in range(0, n if images.size else 0, 256):  # in blocks: no N x S x S temporary for a memory map
+            block = images[start:start + 256]
+            if not np.isfinite(block).all() or block.min() < 0.0 or block.max() > 1.0:
+                raise DataError("ImageSet.images must be finite and lie in [0, 1]")
         if not isinstance(labels, np.ndarray) or labels.dtype != np.int64 or labels.shape != (n,):
             raise DataError(
                 f"ImageSet.labels must be an int64 array of shape ({n},), got "
@@ -157,7 +159,7 @@ class ImageSet:
                 "ids": list(self.ids),
                 "patient_ids": list(self.patient_ids),
                 "labels": self.labels.tolist(),
-                "images_sha256": hashlib.sha256(images.tobytes()).hexdigest(),
+                "images_sha256": hashlib.sha256(images.reshape(-1).view(np.uint8)).hexdigest(),  # no copy of a memory map
                 "masks_sha256": hashlib.sha256(masks.tobytes()).hexdigest(),
                 "boxes_sha256": hashlib.sha256(boxes.tobytes() + counts.tobytes()).hexdigest(),
             }

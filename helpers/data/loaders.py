@@ -10,6 +10,7 @@ SIIM challenges.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -18,20 +19,30 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_dilation
 
-from helpers._cache import atomic_write, entry_lock, stable_hash
-from helpers.data._tables import check_image_size, check_limit, read_table
+from helpers._cache import CorruptCacheWarning, atomic_write, entry_lock, set_aside, stable_hash
+from helpers.data._tables import check_image_size, check_limit, read_table, stratified_sample
 from helpers.data.errors import DataError
-from helpers.data.folder import load_folder
+from helpers.data.folder import IMAGE_SUFFIXES, load_folder
 from helpers.data.imageset import ImageSet
 from helpers.data.rsna import load_rsna
 from helpers.data.siim import load_siim
 from helpers.data.synthetic import GENERATOR_VERSION, MAX_SIZE, MIN_SIZE
 from helpers.data.writer import SYNTH_FILES, read_synth_params, synth
 
-__all__ = ["load", "load_eval", "load_synthetic", "synthetic_dir", "SYNTHETIC_FORMAT"]
+__all__ = ["load", "load_eval", "load_synthetic", "synthetic_dir", "real_cache_key", "SYNTHETIC_FORMAT", "REAL_CACHE_FORMAT"]
 
 #: Version of the on-disk layout written by ``synth`` (part of the cache key).
 SYNTHETIC_FORMAT = "rsna+siim-dicom12/1"
+
+#: Version of the real-data array cache (part of its key): bump it when a loader's output changes.
+REAL_CACHE_FORMAT = "real-arrays/1"
+
+#: Per real loader: (the tables that determine it, the folder below ``data_dir`` holding its images, their suffixes).
+_REAL_SOURCES = {
+    "rsna": (("stage_2_train_labels.csv", "stage_2_detailed_class_info.csv"), "stage_2_train_images", (".dcm",)),
+    "siim": (("train-rle.csv",), ".", (".dcm",)),
+    "folder": (("boxes.csv",), ".", IMAGE_SUFFIXES),
+}
 
 
 def _disagree(data_dir: Path, image_id: str, what: str) -> DataError:
@@ -247,15 +258,142 @@ def _load_synthetic_cached(folder: Path, *, image_size: int, progress: bool | No
     return data
 
 
+def _file_sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _image_files(root: Path, suffixes: tuple[str, ...]) -> list[list]:
+    """``[relative path, size, mtime_ns]`` of every image file below ``root`` (sorted; the pixels are not read)."""
+    listing = []
+    for folder, dirs, files in os.walk(root):  # as helpers.data._tables.find_files: symlinked folders not followed
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(suffixes):
+                path = Path(folder) / name
+                st = path.stat()
+                listing.append([path.relative_to(root).as_posix(), int(st.st_size), int(st.st_mtime_ns)])
+    return listing
+
+
+def real_cache_key(kind: str, data_dir: str | os.PathLike, *, image_size: int, limit: int | None, seed: int) -> dict[str, Any]:
+    """What determines the arrays :func:`load` caches for a real dataset (hashed with :func:`~helpers._cache.stable_hash`).
+
+    The loader ``kind``, ``image_size``, the subsample (``limit`` and, when
+    it is set, ``seed``), :data:`REAL_CACHE_FORMAT`, the SHA-256 of each of
+    the loader's tables (``None`` for an absent optional one) and, for every
+    image file the loader may read (by suffix, below its image folder), the
+    relative path, size and ``mtime_ns``. The pixels are not read: a file
+    rewritten in place changes its mtime, so the key changes and the arrays
+    are decoded again rather than served stale. (A file changed with its old
+    size and mtime restored by hand is not detected.)
+    """
+    tables, images_dir, suffixes = _REAL_SOURCES[kind]
+    data_dir = Path(data_dir)
+    return {
+        "kind": kind,
+        "format": REAL_CACHE_FORMAT,
+        "image_size": int(image_size),
+        "limit": limit,
+        "seed": int(seed) if limit is not None else None,
+        "tables": {name: _file_sha256(data_dir / name) for name in tables},
+        "images": _image_files(data_dir / images_dir, tuple(suffixes)),
+    }
+
+
+def _real_entry(cache_dir, kind: str, size: int, key: str) -> tuple[Path, Path, Path]:
+    """The three files of a real-data cache entry: the record (``.npz``) and the memory-mapped ``images``/``masks`` (``.npy``)."""
+    base = Path(cache_dir) / "data" / "arrays" / f"{kind}-{size}-{key}"
+    return base.with_name(base.name + ".npz"), base.with_name(base.name + ".images.npy"), base.with_name(base.name + ".masks.npy")
+
+
+def _save_real(files: tuple[Path, Path, Path], data: ImageSet, key: str) -> None:
+    record, images_file, masks_file = files
+    # The arrays first, the record (with the key and the fingerprint that checks them) last: a crash in between
+    # leaves a record absent or stale, which fails its check and is rebuilt.
+    def array_writer(array: np.ndarray):
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # a handle: np.save would append ".npy" to a path
+                np.save(handle, array, allow_pickle=False)
+        return write
+
+    atomic_write(images_file, array_writer(np.ascontiguousarray(data.images, dtype="<f4")))
+    atomic_write(masks_file, array_writer(np.ascontiguousarray(data.masks)))
+    boxes = np.concatenate([b.reshape(-1, 4) for b in data.boxes] or [np.zeros((0, 4))]).astype(np.float64)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, key=np.array(key), labels=data.labels, boxes=boxes,
+                     box_counts=np.array([len(b) for b in data.boxes], np.int64),
+                     ids=np.array(data.ids, dtype=str), patient_ids=np.array(data.patient_ids, dtype=str),
+                     source=np.array(data.source), fingerprint=np.array(data.fingerprint()))
+
+    atomic_write(record, write)
+
+
+def _read_real(files: tuple[Path, Path, Path], key: str) -> ImageSet:
+    record, images_file, masks_file = files
+    with np.load(record, allow_pickle=False) as z:
+        if str(z["key"]) != key:
+            raise DataError(f"{str(record)!r} holds key {str(z['key'])!r}, not {key!r}")
+        counts = z["box_counts"]
+        boxes = np.split(z["boxes"], np.cumsum(counts)[:-1]) if counts.size else []
+        meta = dict(labels=z["labels"], boxes=[np.ascontiguousarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes],
+                    ids=[str(v) for v in z["ids"]], patient_ids=[str(v) for v in z["patient_ids"]], source=str(z["source"]))
+        expected = str(z["fingerprint"])
+    data = ImageSet(images=np.load(images_file, mmap_mode="r", allow_pickle=False),
+                    masks=np.load(masks_file, mmap_mode="r", allow_pickle=False), **meta)
+    if data.fingerprint() != expected:
+        raise DataError(f"{str(record)!r}: fingerprint {data.fingerprint()} of the cached arrays differs from the stored {expected}")
+    return data
+
+
+def _try_read_real(files: tuple[Path, Path, Path], key: str, data_dir: Path) -> ImageSet | None:
+    """The cached entry, or ``None`` when absent; a damaged one is set aside with a :class:`CorruptCacheWarning`."""
+    if not files[0].is_file():
+        return None
+    try:
+        return _read_real(files, key)
+    except Exception as exc:  # a damaged entry: set aside for inspection, then decoded again, loudly
+        moved = [str(set_aside(f)) for f in files if f.exists()]
+        warnings.warn(f"cached image set {str(files[0])!r} cannot be read ({type(exc).__name__}: {exc}); set aside as "
+                      f"{', '.join(map(repr, moved))} and rebuilt from {str(data_dir)!r}", CorruptCacheWarning, stacklevel=4)
+        return None
+
+
+def _load_real_cached(kind: str, data_dir: Path, *, image_size: int, limit: int | None, seed: int,
+                      cache_dir, progress: bool | None) -> ImageSet:
+    """A real loader's result, decoded once and kept under ``<cache_dir>/data/arrays/`` (see :func:`load`)."""
+    key = stable_hash(real_cache_key(kind, data_dir, image_size=image_size, limit=limit, seed=seed))
+    files = _real_entry(cache_dir, kind, image_size, key)
+    data = _try_read_real(files, key, data_dir)
+    if data is not None:
+        return data
+    with entry_lock(files[0]):  # chapters run side by side: one decodes, the others wait and read
+        data = _try_read_real(files, key, data_dir)
+        if data is None:
+            loader = {"rsna": load_rsna, "siim": load_siim, "folder": load_folder}[kind]
+            built = loader(data_dir, image_size=image_size, sample=limit, sample_seed=seed, progress=progress)
+            _save_real(files, built, key)
+            del built  # returned memory-mapped instead: the decoded arrays are not held twice
+            data = _read_real(files, key)
+    return data
+
+
 def load(settings, *, progress: bool | None = None) -> ImageSet:
     """The dataset of a run, at its working size.
 
     Parameters
     ----------
     settings : helpers.config.Settings
-        Uses ``dataset``, ``data_dir``, ``image_size`` and, for the synthetic
-        dataset, ``n_synthetic``, ``positive_fraction``, ``seed`` and
-        ``cache_dir``.
+        Uses ``dataset``, ``data_dir``, ``image_size``, ``limit``,
+        ``seed``, ``cache_dir`` and, for the synthetic dataset,
+        ``n_synthetic`` and ``positive_fraction``.
     progress : bool or None, optional
         tqdm progress bars (``None``: only on a terminal).
 
@@ -276,7 +414,27 @@ def load(settings, *, progress: bool | None = None) -> ImageSet:
     decode the DICOM files again.
     ``"rsna"``, ``"siim"``, ``"folder"``: :func:`~helpers.data.rsna.load_rsna`,
     :func:`~helpers.data.siim.load_siim`, :func:`~helpers.data.folder.load_folder`
-    on ``data_dir`` with their default file names.
+    on ``data_dir`` with their default file names, decoded once: the result
+    is kept under ``<cache_dir>/data/arrays/<kind>-<image_size>-<key>`` with
+    ``key`` the :func:`~helpers._cache.stable_hash` of
+    :func:`real_cache_key` (the tables' contents and every image file's
+    path, size and mtime, so a changed file is decoded again, never served
+    stale). An entry is three files written atomically under an
+    inter-process lock: ``.images.npy`` and ``.masks.npy``, returned
+    **memory-mapped read-only** (``numpy.load(mmap_mode="r")``; the pages are
+    read on use and belong to the OS page cache, so the ~10 GB of the
+    ``paper`` preset on full RSNA are not held in memory twice once the
+    splits copy their images), and a ``.npz`` record with the labels, boxes,
+    ids, the key and the fingerprint, checked on every read. An unreadable or
+    mismatching entry is set aside (``.corrupt``) with a
+    :class:`~helpers._cache.CorruptCacheWarning` naming it, and rebuilt. The
+    first load still decodes into memory once before writing the entry.
+
+    ``limit`` (an int): a seeded (``seed``), label-stratified subsample of
+    that many images, drawn before any split
+    (:func:`~helpers.data._tables.stratified_sample`); for the real datasets
+    only the chosen images are decoded; for ``"synthetic"`` it is drawn from
+    the ``n_synthetic`` images (the cached set is generated whole).
     """
     dataset = getattr(settings, "dataset", None)
     size = check_image_size(getattr(settings, "image_size", None))
@@ -289,14 +447,20 @@ def load(settings, *, progress: bool | None = None) -> ImageSet:
             positive_fraction=settings.positive_fraction,
             progress=progress,
         )
-        return _load_synthetic_cached(folder, image_size=size, progress=progress)
+        data = _load_synthetic_cached(folder, image_size=size, progress=progress)
+        limit = check_limit(getattr(settings, "limit", None))
+        if limit is None or limit >= len(data):
+            return data
+        kept = set(stratified_sample(data.ids, data.labels, limit, seed=settings.seed))
+        return data.subset([i for i, image_id in enumerate(data.ids) if image_id in kept])
     loaders = {"rsna": load_rsna, "siim": load_siim, "folder": load_folder}
     if dataset not in loaders:
         raise DataError(f"unknown dataset {dataset!r}; expected one of synthetic, {', '.join(loaders)}")
     data_dir = getattr(settings, "data_dir", None)
     if not data_dir or not Path(data_dir).is_dir():
         raise DataError(f"dataset {dataset!r} needs data_dir to be the dataset's folder, got {data_dir!r}")
-    return loaders[dataset](data_dir, image_size=size, progress=progress)
+    return _load_real_cached(dataset, Path(data_dir), image_size=size, limit=check_limit(getattr(settings, "limit", None)),
+                             seed=int(getattr(settings, "seed", 0)), cache_dir=settings.cache_dir, progress=progress)
 
 
 def load_eval(settings, *, progress: bool | None = None) -> ImageSet | None:
@@ -306,14 +470,16 @@ def load_eval(settings, *, progress: bool | None = None) -> ImageSet | None:
     ----------
     settings : helpers.config.Settings
         Uses ``eval_dataset`` (``"rsna"``, ``"siim"`` or ``"folder"``),
-        ``eval_data_dir`` and ``image_size``.
+        ``eval_data_dir``, ``image_size`` and ``cache_dir``.
     progress : bool or None, optional
 
     Returns
     -------
     ImageSet or None
         Every image of that folder at the working size (it may hold
-        positives only); ``None`` when ``eval_dataset`` is not set.
+        positives only; ``limit`` does not apply), decoded once and cached
+        (memory-mapped) as in :func:`load`; ``None`` when ``eval_dataset``
+        is not set.
 
     Raises
     ------
@@ -329,4 +495,6 @@ def load_eval(settings, *, progress: bool | None = None) -> ImageSet | None:
     data_dir = getattr(settings, "eval_data_dir", None)
     if not data_dir or not Path(data_dir).is_dir():
         raise DataError(f"eval_dataset {dataset!r} needs eval_data_dir to be the dataset's folder, got {data_dir!r}")
-    return loaders[dataset](data_dir, image_size=check_image_size(settings.image_size), progress=progress)
+    # Decoded once too, with the cache of load() (every image: limit does not apply to the evaluation set).
+    return _load_real_cached(dataset, Path(data_dir), image_size=check_image_size(settings.image_size), limit=None, seed=0,
+                             cache_dir=settings.cache_dir, progress=progress)

@@ -41,6 +41,7 @@ from helpers.data._tables import (
     parse_boxes,
     progress_bar,
     read_table,
+    stratified_sample,
 )
 from helpers.data.dicom import read_dicom
 from helpers.data.errors import DataError
@@ -63,6 +64,8 @@ def load_rsna(
     classes_csv: str = "stage_2_detailed_class_info.csv",
     exclude_not_normal: bool = True,
     limit: int | None = None,
+    sample: int | None = None,
+    sample_seed: int = 0,
     progress: bool | None = None,
     min_source_size: int = MIN_SOURCE_SIZE,
 ) -> ImageSet:
@@ -83,6 +86,12 @@ def load_rsna(
     limit : int, optional
         Keep only the first ``limit`` images (in order of first appearance in
         ``labels_csv``, after the exclusion).
+    sample : int, optional
+        Keep a seeded, label-stratified subsample of ``sample`` images
+        (:func:`helpers.data._tables.stratified_sample`, after ``limit``);
+        only those images are decoded. ``None``: every image.
+    sample_seed : int, optional
+        Seed of that subsample.
     progress : bool or None, optional
         tqdm progress bar (``None``: only on a terminal).
     min_source_size : int, optional
@@ -146,6 +155,10 @@ def load_rsna(
     annotations = parse_boxes(df, labels_path, id_column="patientId", limit=limit)
     if not annotations:
         raise DataError(f"{str(labels_path)!r} lists no image to load")
+    if sample is not None:
+        ids = list(annotations)
+        kept = stratified_sample(ids, [annotations[i].label for i in ids], sample, seed=sample_seed)
+        annotations = {i: annotations[i] for i in kept}
 
     n = len(annotations)
     images = np.zeros((n, size, size), np.float32)

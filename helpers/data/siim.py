@@ -37,6 +37,7 @@ from helpers.data._tables import (
     one_file,
     progress_bar,
     read_table,
+    stratified_sample,
 )
 from helpers.data.dicom import read_dicom_with_header
 from helpers.data.errors import DataError
@@ -52,6 +53,8 @@ def load_siim(
     image_size: int,
     rle_csv: str = "train-rle.csv",
     limit: int | None = None,
+    sample: int | None = None,
+    sample_seed: int = 0,
     progress: bool | None = None,
     min_source_size: int = MIN_SOURCE_SIZE,
 ) -> ImageSet:
@@ -71,6 +74,12 @@ def load_siim(
         ``"EncodedPixels"``.
     limit : int, optional
         Keep only the first ``limit`` images (order of first appearance).
+    sample : int, optional
+        Keep a seeded, label-stratified (label: a region in the table) subsample of ``sample`` images
+        (:func:`helpers.data._tables.stratified_sample`, after ``limit``);
+        only those images are decoded. ``None``: every image.
+    sample_seed : int, optional
+        Seed of that subsample.
     progress : bool or None, optional
         tqdm progress bar (``None``: only on a terminal).
     min_source_size : int, optional
@@ -112,6 +121,11 @@ def load_siim(
         rows.setdefault(image_id, []).append((int(line), rle))
     if not rows:
         raise DataError(f"{str(table)!r} lists no image to load")
+    if sample is not None:
+        ids = list(rows)
+        positive = [int(any(rle != EMPTY_RLE for _line, rle in rows[i])) for i in ids]
+        kept = stratified_sample(ids, positive, sample, seed=sample_seed)
+        rows = {i: rows[i] for i in kept}
     index = find_files(data_dir, (".dcm",))
 
     n = len(rows)

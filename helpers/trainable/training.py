@@ -188,6 +188,7 @@ def get_trained_self_explaining(
         loss=loss,
         mask_available=mask_available,
         progress=progress,
+        checkpoint=models.cache.checkpoint_path(weights_path),
     )
     record = {
         "key": key,
@@ -207,5 +208,6 @@ def get_trained_self_explaining(
         "finetune_epochs": None if base is None else finetune,
     }
     write_entry(model, weights_path, record_path, record)
+    models.cache.checkpoint_path(weights_path).unlink(missing_ok=True)  # the entry is complete
     record["cached"] = False
     return model, record

@@ -169,6 +169,8 @@ class Plan:
         Number of explained images.
     n_train : dict
         ``{training kind: images seen per epoch}`` (for the pass estimates).
+    estimated : bool
+        Sizes counted from the settings, the dataset not loaded (``plan(load_data=False)``).
     """
 
     settings: Settings
@@ -177,6 +179,7 @@ class Plan:
     requested_by: dict[str, list[str]] = field(default_factory=dict)
     n_images: int = 0
     n_train: dict[str, int] = field(default_factory=dict)
+    estimated: bool = False
 
     # ------------------------------------------------------------ estimates
     def training_passes(self, training: Training) -> int:
@@ -229,6 +232,7 @@ class Plan:
         rows = self.summary()
         n_states = len({(w.model, w.state) for w in self.maps})
         lines = [
+            ("sizes estimated from the settings (dataset not loaded)\n" if self.estimated else "") +
             f"preset {self.settings.preset}: {self.settings.image_size} px, {self.n_images} explained images, "
             f"architectures {', '.join(self.settings.architectures)}, {len(self.settings.methods)} methods",
             f"{len(self.trainings)} trainings, {len(self.maps)} map tasks over {n_states} model states "
@@ -403,7 +407,7 @@ def _cf_needs_inpainter(method: str, options: Mapping[str, Any]) -> bool:
 
 
 def plan(settings: Settings, *, chapters: Sequence[str] | None = None, chunk_size: int | None = None,
-         study: Any = None) -> Plan:
+         study: Any = None, load_data: bool = True) -> Plan:
     """The trainings and maps that ``chapters`` request for ``settings``.
 
     Parameters
@@ -418,6 +422,13 @@ def plan(settings: Settings, *, chapters: Sequence[str] | None = None, chunk_siz
     study : helpers.study.Study, optional
         The study of ``settings`` (built when omitted); its dataset is loaded
         (generated on first use) to know the explained images.
+    load_data : bool, optional
+        ``False`` (synthetic data only): count images from the settings
+        instead of loading the dataset (``n_images`` explained images, the
+        split's 70 % for training), for a dry run of a preset whose data is
+        not generated yet (the ``paper`` preset's 6,000 images at 320 px).
+        The map tasks then name image positions that :func:`execute` must
+        not be given.
 
     Returns
     -------
@@ -432,11 +443,22 @@ def plan(settings: Settings, *, chapters: Sequence[str] | None = None, chunk_siz
     unknown = [c for c in chapters if c not in CHAPTER_REQUESTS]
     if unknown:
         raise PrecomputeError(f"unknown chapter(s) {unknown}; chapters: {', '.join(CHAPTER_REQUESTS)}")
-    if study is None:
-        from helpers.study import Study
+    if not load_data:
+        if settings.dataset != "synthetic":
+            raise PrecomputeError(f"load_data=False only estimates the synthetic dataset's sizes; dataset="
+                                  f"{settings.dataset!r} must be loaded (load_data=True, or drop --estimate)")
+        n_total = int(settings.n_synthetic)
+        n_train = int(round(0.7 * n_total))
+        n_images = min(int(settings.n_images), int(0.15 * n_total * float(settings.positive_fraction)))
+        n_train_by_kind = {"classifier": n_train, "localizer": int(round(n_train * float(settings.positive_fraction)))}
+    else:
+        if study is None:
+            from helpers.study import Study
 
-        study = Study(settings)
-    n_images = len(study.explained)
+            study = Study(settings)
+        n_images = len(study.explained)
+        n_train_by_kind = {"classifier": len(study.splits["train"]),
+                           "localizer": int((study.data.labels[study.splits["train"]] == 1).sum())}
     if chunk_size is None:
         chunk_size = n_images
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -454,8 +476,8 @@ def plan(settings: Settings, *, chapters: Sequence[str] | None = None, chunk_siz
         for chunk in chunks:
             out.maps.append(MapWork(model, state, method, options, chunk))
         out.requested_by[MapWork(model, state, method, options).name] = by
-    out.n_train = {"classifier": len(study.splits["train"]),
-                   "localizer": int((study.data.labels[study.splits["train"]] == 1).sum())}
+    out.n_train = n_train_by_kind
+    out.estimated = not load_data
     return out
 
 
@@ -650,7 +672,8 @@ def execute(p: Plan, client, *, threads: int | None = None, retries: int = 2, pr
 
 def precompute(settings: Settings, *, scheduler: str | None = None, workers: int | None = None,
                threads: int | None = None, chunk_size: int | None = None, chapters: Sequence[str] | None = None,
-               retries: int = 2, dry_run: bool = False, progress: bool = True, out=print) -> Plan | list[dict]:
+               retries: int = 2, dry_run: bool = False, estimate: bool = False, progress: bool = True,
+               out=print) -> Plan | list[dict]:
     """Plan the chapters' work for ``settings`` and run it on a Dask cluster (``python -m helpers.book precompute``).
 
     Parameters
@@ -673,6 +696,9 @@ def precompute(settings: Settings, *, scheduler: str | None = None, workers: int
     retries : int, optional
     dry_run : bool, optional
         Only print the plan (task counts, estimated passes); no cluster.
+    estimate : bool, optional
+        With ``dry_run``: count images from the settings instead of loading
+        (generating) the synthetic dataset (:func:`plan`'s ``load_data=False``).
     progress : bool, optional
     out : callable, optional
         Where the report lines go (default ``print``).
@@ -683,7 +709,9 @@ def precompute(settings: Settings, *, scheduler: str | None = None, workers: int
     """
     if scheduler is not None and workers is not None:
         raise PrecomputeError("give either scheduler (an address) or workers (a local cluster), not both")
-    p = plan(settings, chapters=chapters, chunk_size=chunk_size)
+    if estimate and not dry_run:
+        raise PrecomputeError("estimate=True (--estimate) only goes with dry_run=True (--dry-run): a run needs the data")
+    p = plan(settings, chapters=chapters, chunk_size=chunk_size, load_data=not estimate)
     out(p.describe())
     if dry_run:
         return p

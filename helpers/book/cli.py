@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     pc.add_argument("--retries", type=int, default=2, help="reruns of a task that failed")
     pc.add_argument("--dry-run", action="store_true",
                     help="print the task counts and estimated forward+backward passes; run nothing")
+    pc.add_argument("--estimate", action="store_true",
+                    help="with --dry-run: count the synthetic images from the settings instead of generating the data")
     pc.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     h = sub.add_parser("html", help="build the HTML book into _build/html (no execution)")
@@ -115,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings = resolve(args.preset, **parse_params(args.param))
                 precompute(settings, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
                            chunk_size=args.chunk_size, chapters=args.only, retries=args.retries,
-                           dry_run=args.dry_run, progress=not args.no_progress)
+                           dry_run=args.dry_run, estimate=args.estimate, progress=not args.no_progress)
             except (ConfigError, PrecomputeError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1

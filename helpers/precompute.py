@@ -615,8 +615,9 @@ def submit(p: Plan, client, *, threads: int | None = None, retries: int = 2) -> 
     its worker is rescheduled by the scheduler, up to
     ``distributed.scheduler.allowed-failures`` times).
     """
-    settings = dataclasses.replace(p.settings, cache_dir=str(Path(p.settings.cache_dir).resolve()),
-                                   results_dir=str(Path(p.settings.results_dir).resolve()))
+    # The settings go as they are: a relative cache_dir stays relative (a LocalCluster's workers share the client's
+    # folder), since the learned inpainter's weights path is part of the CF maps' keys and must be the chapters'.
+    settings = p.settings
     futures: dict[str, Any] = {}
     trained: dict[Training, Any] = {}
     for t in p.trainings:
@@ -709,6 +710,12 @@ def precompute(settings: Settings, *, scheduler: str | None = None, workers: int
     """
     if scheduler is not None and workers is not None:
         raise PrecomputeError("give either scheduler (an address) or workers (a local cluster), not both")
+    if scheduler is not None and not dry_run:
+        relative = [n for n in ("cache_dir", "results_dir") if not Path(getattr(settings, n)).is_absolute()]
+        if relative:
+            raise PrecomputeError(f"with a scheduler the workers run elsewhere: give {' and '.join(relative)} as an "
+                                  f"absolute path on a file system every worker mounts (--param cache_dir=/shared/...)"
+                                  f", and the same to the chapters")
     if estimate and not dry_run:
         raise PrecomputeError("estimate=True (--estimate) only goes with dry_run=True (--dry-run): a run needs the data")
     p = plan(settings, chapters=chapters, chunk_size=chunk_size, load_data=not estimate)

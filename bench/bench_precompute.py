@@ -189,7 +189,10 @@ def bench_mprt(args, settings) -> None:
         return explain(model.eval(), xt, "GRAD", target=torch.as_tensor(targets))[:, None]
 
     def quantus_mprt():
-        metric = quantus.MPRT(layer_order="top_down", similarity_func=quantus.similarity_func.ssim,
+        def ssim(a, b, batched=False, **kwargs):  # quantus 0.6.0's MPRT calls .tolist() on ssim's batched list
+            return np.asarray(quantus.similarity_func.ssim(a, b, batched=batched, **kwargs))
+
+        metric = quantus.MPRT(layer_order="top_down", similarity_func=ssim,
                               disable_warnings=True, display_progressbar=False)
         scores = metric(model=model, x_batch=x.numpy(), y_batch=y, a_batch=None, explain_func=grad_explain,
                         device="cpu")

@@ -574,7 +574,7 @@ def _model_state(study, work: MapWork):
 
 def _map_task(settings: Settings, work: MapWork, threads: int | None, *dependencies: Any) -> dict:
     """Dask task: the maps of ``work`` into the shared map cache (computed only where missing)."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     study = _study(settings, threads)
     trained, state = _model_state(study, work)
     before = study.map_cache.stats.misses
@@ -582,7 +582,8 @@ def _map_task(settings: Settings, work: MapWork, threads: int | None, *dependenc
                **dict(work.options))
     computed = study.map_cache.stats.misses - before
     return {"task": work.name, "kind": "maps", "images": len(work.images), "computed": computed,
-            "cached": computed == 0, "seconds": time.perf_counter() - start}
+            "cached": computed == 0, "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu}
 
 
 # --------------------------------------------------------------------------- client side

@@ -189,7 +189,8 @@ def test_worker_killed_mid_graph_completes_without_corrupt_entries(tmp_path):
         results = client.gather(list(futures.values()))
         assert pids[victim] not in client.run(os.getpid).values()
     assert len(results) == len(p.trainings) + len(p.maps)
-    assert sum(r.get("computed", 0) for r in results if r["kind"] == "maps") >= len(p.maps) - 1
+    # (The killed task, and finished tasks whose results lived on the dead worker, rerun and find their map cached.)
+    assert 0 < sum(r.get("computed", 0) for r in results if r["kind"] == "maps") <= len(p.maps)
     # Every planned entry reads back and passes its checks (key, SHA-256, shape, finite); nothing was set aside.
     maps_root = Path(settings.cache_dir) / "maps"
     assert not (maps_root / "quarantine").exists()

@@ -96,10 +96,12 @@ def bench_maps(args, settings) -> None:
         _load(study, t)
     print(f"trainings (not timed below): {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     maps_dir = Path(settings.cache_dir) / "maps"
-    shutil.rmtree(maps_dir, ignore_errors=True)
+    serial_dir = Path(settings.cache_dir) / "bench-serial-maps"
+    for folder in (maps_dir, serial_dir):  # both runs from an empty map cache (a kept --cache keeps only models)
+        shutil.rmtree(folder, ignore_errors=True)
 
     # Serial: the chapters' calls, one process, every image at once.
-    serial_cache = MapCache(Path(settings.cache_dir) / "bench-serial-maps")
+    serial_cache = MapCache(serial_dir)
     study.__dict__["map_cache"] = serial_cache
     works = list(dict.fromkeys((w.model, w.state, w.method, w.options) for w in p.maps))
     _WORKER["study"] = study
@@ -109,6 +111,9 @@ def bench_maps(args, settings) -> None:
                                                               options=options))
         study.maps(trained, method, state=st, **dict(options))
     serial_wall, serial_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if serial_cache.stats.hits:
+        raise SystemExit(f"bench: the serial run found {serial_cache.stats.hits} maps cached in {serial_dir}; it must "
+                         "start from an empty cache")
     _WORKER.update(study=None)
     _WORKER["models"].clear()
     _WORKER["states"].clear()

@@ -54,6 +54,7 @@ def _parse():
     p.add_argument("--chunk-size", type=int, default=None, help="images per map task (default: all)")
     p.add_argument("--cache", default=None, help="folder of the trained models (kept); default: a temporary one")
     p.add_argument("--mprt-images", type=int, default=4, help="images of the MPRT comparison")
+    p.add_argument("--architecture", default=None, help="model of the MPRT comparison (default: the preset's primary)")
     p.add_argument("--parts", default="maps,mprt", help="comma-separated parts to run: maps, mprt")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
@@ -175,7 +176,7 @@ def bench_mprt(args, settings) -> None:
     from helpers.saliency import explain
 
     torch.set_num_threads(args.threads)
-    arch = settings.architectures[0]
+    arch = args.architecture or settings.architectures[0]
     size = max(64, settings.image_size)
     sample = generate(args.mprt_images, size=size, seed=args.seed, positive_fraction=1.0)
     x = torch.from_numpy(np.ascontiguousarray(sample.images)[:, None].copy())

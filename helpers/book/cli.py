@@ -1,8 +1,9 @@
-"""The command line of the book: ``python -m helpers.book {execute,html,check,setup-check,structure,pin-colab}``.
+"""The command line of the book: ``python -m helpers.book {execute,precompute,html,check,setup-check,structure,pin-colab}``.
 
 Usage::
 
     python -m helpers.book execute --preset smoke [--param NAME=VALUE ...] [--only NAME ...] [--strict]
+    python -m helpers.book precompute --preset paper [--param ...] [--scheduler ADDRESS | --workers N] [--dry-run]
     python -m helpers.book html [--strict]
     python -m helpers.book setup-check          # installs headless Chromium (Debian, as root) if missing
     python -m helpers.book check [--html _build/html]
@@ -54,6 +55,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="chapters run side by side after chapter 00 (default 1); each kernel gets its share of "
                         "the cores (OMP_NUM_THREADS), shared models and maps are computed once")
 
+    pc = sub.add_parser(
+        "precompute", help="train every model and compute every map the chapters need, on a Dask cluster",
+        description="Plan what the chapters train and map for these parameters (helpers.precompute.plan) and run it "
+                    "as a Dask distributed graph: one task per training, then one per (model, state, method, image "
+                    "chunk). Results land in the shared cache_dir; `execute` then reads them. Without --scheduler a "
+                    "LocalCluster of --workers processes (one thread each) is started.")
+    pc.add_argument("--preset", default="default", choices=list(PRESETS), help="preset of the chapters")
+    pc.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="notebook parameter, as for `execute` (the chapters must be run with the same ones)")
+    where = pc.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="address of a running Dask scheduler (tcp://host:8786), e.g. of a dask-jobqueue cluster")
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes of a LocalCluster (default 2; one per GPU on a multi-GPU node)")
+    pc.add_argument("--threads", type=int, default=None,
+                    help="torch threads per task (default: cores / workers on a LocalCluster)")
+    pc.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                    help="explained images per map task (default: all of them)")
+    pc.add_argument("--only", nargs="+", metavar="NAME", help="only these chapters' work")
+    pc.add_argument("--retries", type=int, default=2, help="reruns of a task that failed")
+    pc.add_argument("--dry-run", action="store_true",
+                    help="print the task counts and estimated forward+backward passes; run nothing")
+    pc.add_argument("--estimate", action="store_true",
+                    help="with --dry-run: count the synthetic images from the settings instead of generating the data")
+    pc.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     h = sub.add_parser("html", help="build the HTML book into _build/html (no execution)")
     h.add_argument("--strict", action="store_true",
                    help="all chapters must be executed; Sphinx warnings are errors")
@@ -86,6 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             execute(preset=args.preset, params=parse_params(args.param), only=args.only, strict=args.strict,
                     out=args.out, root=args.root, progress=not args.no_progress, timeout=args.timeout,
                     jobs=args.jobs)
+        elif args.command == "precompute":
+            from helpers.config import ConfigError, merge_overrides, resolve
+            from helpers.precompute import PrecomputeError, precompute
+
+            try:
+                params = parse_params(args.param)
+                settings = resolve(args.preset, **merge_overrides(params, params.pop("overrides", None)))
+                precompute(settings, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+                           chunk_size=args.chunk_size, chapters=args.only, retries=args.retries,
+                           dry_run=args.dry_run, estimate=args.estimate, progress=not args.no_progress)
+            except (ConfigError, PrecomputeError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
         elif args.command == "html":
             html(strict=args.strict, root=args.root)
         elif args.command == "check":

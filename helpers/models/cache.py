@@ -65,6 +65,7 @@ __all__ = [
     "label_randomization_ready",
     "cache_key",
     "weights_path",
+    "checkpoint_path",
     "get_trained",
 ]
 
@@ -232,6 +233,16 @@ def cache_key(settings: Any, data: Any, splits: Mapping[str, Any], *, architectu
             augmentation=None,
         )
     return stable_hash(inputs), inputs
+
+
+def checkpoint_path(weights: str | os.PathLike) -> Path:
+    """The per-epoch training checkpoint of the entry ``weights``: the same name with ``.ckpt``.
+
+    Written by :func:`helpers.models.training.fit` while the model trains, so
+    that an interrupted training (a preempted job, a lost Colab runtime)
+    resumes where it stopped; deleted once the entry is written.
+    """
+    return Path(weights).with_suffix(".ckpt")
 
 
 def weights_path(cache_dir: str | os.PathLike, *, architecture: str, replicate: int, label_mode: str, key: str) -> Path:
@@ -413,6 +424,7 @@ def get_trained(
             seed=seed,
             device=device,
             progress=progress,
+            checkpoint=checkpoint_path(weights),
             **schedule,
         )
         seconds = time.perf_counter() - start
@@ -455,6 +467,7 @@ def get_trained(
         # The record first: a weights file under its final name implies its record (and digest) exists.
         atomic_write(record_file, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
         atomic_write_bytes(weights, payload)
+        checkpoint_path(weights).unlink(missing_ok=True)  # the entry is complete: an interrupted fit no longer needs it
         record["cache_hit"] = False
         return model.eval(), record
 

@@ -23,6 +23,19 @@ References
 .. [5] Zhang, C., Bengio, S., Hardt, M., Recht, B., Vinyals, O. (2017).
    Understanding deep learning requires rethinking generalization. ICLR.
    arXiv:1611.03530 (networks fit random labels)
+.. [6] PyTorch documentation, "Saving and loading a general checkpoint for
+   inference and/or resuming training" (model, optimizer and RNG states).
+
+Checkpoints
+-----------
+With ``checkpoint=PATH`` :func:`fit` writes, after every epoch that does not
+end the fit, the model, the Adam state, the batch-order/augmentation
+generator, torch's global generator and the best epoch so far to ``PATH``
+(atomically, :func:`helpers._cache.atomic_write`), and a later call with the
+same arguments resumes from it: the resumed fit ends with the same weights,
+bit for bit, as an uninterrupted one (same device, thread count and library
+versions). The caches keep the checkpoint next to their entry under the same
+key (``<entry>.ckpt``) and delete it once the entry is written.
 """
 
 from __future__ import annotations
@@ -30,7 +43,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -52,7 +67,11 @@ __all__ = [
     "roc_auc_ci",
     "classification_loss",
     "balanced_class_weights",
+    "CHECKPOINT_FORMAT",
 ]
+
+#: Version of :func:`fit`'s checkpoint layout (a checkpoint of another version is rejected, naming its file).
+CHECKPOINT_FORMAT = 1
 
 LossFn = Callable[[nn.Module, dict], Tensor]
 
@@ -319,6 +338,8 @@ def fit(
     select: str = "val_auc",
     target_accuracy: float | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    on_epoch_end: Callable[[dict], None] | None = None,
 ) -> TrainingResult:
     """Train ``model`` with Adam; keep the weights of the best validation ROC AUC; stop early.
 
@@ -385,6 +406,18 @@ def fit(
         Required with ``select="train_accuracy"``, rejected otherwise.
     progress : bool, optional
         Print one line per epoch.
+    checkpoint : path, optional
+        Write a checkpoint there after every epoch that does not end the fit,
+        and resume from it when it exists (see the module's *Checkpoints*).
+        It must come from a fit with the same arguments: one whose seed,
+        schedule, data sizes or parameter shapes differ raises
+        :class:`ModelError` naming the file. An unreadable one is set aside
+        (``<name>.corrupt``) with a :class:`~helpers._cache.CorruptCacheWarning`
+        and the fit starts over. The caller deletes it when done.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(row)`` after every epoch (``row``: that epoch's
+        history entry), once its checkpoint is written; an exception raised
+        there stops the fit (an interruption that ``checkpoint`` survives).
 
     Returns
     -------
@@ -434,12 +467,37 @@ def fit(
                             target_accuracy=None if target_accuracy is None else float(target_accuracy))
     start = time.perf_counter()
     model.to(device)
+    signature = {
+        "format": CHECKPOINT_FORMAT, "seed": seed, "epochs": int(epochs), "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate), "patience": int(patience), "select": select,
+        "target_accuracy": None if target_accuracy is None else float(target_accuracy),
+        "augment": None if augment is None else asdict(augment), "n_train": int(n), "n_val": int(val_images.shape[0]),
+        "n_masks": int(has_mask_all.sum()), "architecture": str(name),
+        "parameters": [[k, list(v.shape)] for k, v in model.state_dict().items()],
+    }
     with _deterministic(seed, device):
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=float(learning_rate))
         best_state: dict[str, Tensor] | None = None
         best_key = (-math.inf, -math.inf)
-        for epoch in range(1, int(epochs) + 1):
+        first_epoch = 1
+        saved = _read_checkpoint(checkpoint, signature) if checkpoint is not None else None
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            generator.set_state(saved["generator"])
+            torch.set_rng_state(saved["torch_rng"])
+            if device.type == "cuda" and saved.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(saved["cuda_rng"], device)
+            best_state, best_key = saved["best_state"], tuple(saved["best_key"])
+            result.history = list(saved["history"])
+            result.best_epoch, result.best_val_auc = int(saved["best_epoch"]), float(saved["best_val_auc"])
+            result.epochs_run = first_epoch = int(saved["epoch"])
+            first_epoch += 1
+            start -= float(saved["seconds"])
+            if progress:
+                print(f"[{name}] resumed from {checkpoint} after epoch {saved['epoch']}", flush=True)
+        for epoch in range(first_epoch, int(epochs) + 1):
             t0 = time.perf_counter()
             model.train()
             order = torch.randperm(n, generator=generator)
@@ -497,10 +555,22 @@ def fit(
                     flush=True,
                 )
             if select == "train_accuracy":
-                if row["train_accuracy"] >= float(target_accuracy) and epoch < epochs:
-                    result.stopped_early = True
-                    break
-            elif epoch - result.best_epoch >= patience and epoch < epochs:
+                stop = row["train_accuracy"] >= float(target_accuracy) and epoch < epochs
+            else:
+                stop = epoch - result.best_epoch >= patience and epoch < epochs
+            if checkpoint is not None and not stop and epoch < epochs:
+                _write_checkpoint(checkpoint, {
+                    "signature": signature, "epoch": epoch, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "best_state": best_state, "best_key": list(best_key), "history": result.history,
+                    "best_epoch": result.best_epoch, "best_val_auc": result.best_val_auc,
+                    "seconds": time.perf_counter() - start,
+                })
+            if on_epoch_end is not None:
+                on_epoch_end(dict(row))
+            if stop:
                 result.stopped_early = True
                 break
     assert best_state is not None  # epochs >= 1 and the first epoch always improves on -inf
@@ -521,6 +591,41 @@ def fit(
             flush=True,
         )
     return result
+
+
+def _write_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    """``torch.save`` ``payload`` to ``path`` atomically."""
+    from helpers._cache import atomic_write
+
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _read_checkpoint(path: str | os.PathLike, signature: dict) -> dict | None:
+    """The checkpoint at ``path`` if there is one (``None`` otherwise or when unreadable: set aside with a warning).
+
+    Raises
+    ------
+    ModelError
+        The checkpoint belongs to another fit (its signature differs).
+    """
+    from helpers._cache import CorruptCacheWarning, set_aside
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        stored = saved["signature"]
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, pickle, missing keys)
+        moved = set_aside(path)
+        warnings.warn(f"training checkpoint {path!r} is unreadable ({type(exc).__name__}: {exc}); set aside as "
+                      f"{str(moved)!r}, training from the first epoch", CorruptCacheWarning, stacklevel=3)
+        return None
+    if stored != signature:
+        differ = sorted(k for k in set(stored) | set(signature) if stored.get(k) != signature.get(k))
+        raise ModelError(f"training checkpoint {path!r} belongs to another fit (it differs in {', '.join(differ)}); "
+                         f"delete it to train from the first epoch")
+    return saved
 
 
 def predict_proba(model: nn.Module, images: Any, *, batch_size: int = 64, device: str | torch.device | None = None) -> np.ndarray:

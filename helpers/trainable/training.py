@@ -214,6 +214,7 @@ def get_trained_self_explaining(
             loss=loss,
             mask_available=mask_available,
             progress=progress,
+            checkpoint=models.cache.checkpoint_path(weights_path),
         )
         record = {
             "key": key,
@@ -235,5 +236,6 @@ def get_trained_self_explaining(
         record_profile("training", f"self-explaining {architecture} box{box_fraction:g} r{replicate}",
                        sum(e["seconds"] for e in result.history))
         write_entry(model, weights_path, record_path, record)
+        models.cache.checkpoint_path(weights_path).unlink(missing_ok=True)  # the entry is complete
         record["cached"] = False
         return model, record

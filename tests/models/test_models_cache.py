@@ -272,3 +272,37 @@ def test_bad_requests_are_named(toy, toy_splits, tiny_settings):
         get_trained(tiny_settings, data, {**toy_splits, "test": np.arange(52, 64, 2)}, architecture="smallcnn")
     with pytest.raises(ModelError, match="not a file"):
         get_trained(dataclasses.replace(tiny_settings, pretrained="/nonexistent/w.pt"), data, toy_splits, architecture="smallcnn")
+
+
+def test_interrupted_training_resumes_from_its_checkpoint_and_removes_it(toy, toy_splits, tiny_settings, monkeypatch):
+    """A training stopped after its first epoch (a preempted job) resumes to the uninterrupted weights."""
+    import helpers.models.training as training
+
+    settings = dataclasses.replace(tiny_settings, epochs=3, patience=3)
+    data = toy(64, 32, 0)
+    reference, _ = get_trained(dataclasses.replace(settings, cache_dir=settings.cache_dir + "-ref"), data, toy_splits,
+                               architecture="smallcnn", progress=False)
+
+    class Preempted(Exception):
+        pass
+
+    real_fit = training.fit
+
+    def preempted_fit(*args, **kwargs):
+        def stop(row):
+            if row["epoch"] == 1:
+                raise Preempted
+
+        return real_fit(*args, on_epoch_end=stop, **kwargs)
+
+    monkeypatch.setattr(cache, "fit", preempted_fit)
+    with pytest.raises(Preempted):
+        get_trained(settings, data, toy_splits, architecture="smallcnn", progress=False)
+    key, _ = cache.cache_key(settings, data, toy_splits, architecture="smallcnn")
+    weights = cache.weights_path(settings.cache_dir, architecture="smallcnn", replicate=0, label_mode="true", key=key)
+    assert cache.checkpoint_path(weights).exists() and not weights.exists()
+    monkeypatch.setattr(cache, "fit", real_fit)
+    model, record = get_trained(settings, data, toy_splits, architecture="smallcnn", progress=False)
+    assert not cache.checkpoint_path(weights).exists() and weights.exists()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+    assert record["epochs_run"] == 3

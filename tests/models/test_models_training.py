@@ -270,3 +270,52 @@ def test_balanced_class_weights():
     assert torch.allclose(weights, torch.tensor([4 / 6, 2.0]))
     with pytest.raises(ModelError, match="every class"):
         balanced_class_weights(np.array([1, 1]))
+
+
+# ---------------------------------------------------------------- checkpoint / resume
+class _Interrupted(Exception):
+    pass
+
+
+def _stop_after(epoch: int):
+    def callback(row):
+        if row["epoch"] == epoch:
+            raise _Interrupted(f"interrupted after epoch {epoch}")
+
+    return callback
+
+
+@pytest.mark.parametrize("select", ["val_auc", "train_accuracy"])
+def test_interrupted_fit_resumes_to_the_same_weights_bit_for_bit(toy, tmp_path, select):
+    train, val = toy(48, 32, 0), toy(16, 32, 1)
+    options = {**FAST, "epochs": 4, "seed": 5, "patience": 4}
+    if select == "train_accuracy":
+        options.update(select="train_accuracy", target_accuracy=1.0, augment=False)
+    reference = build("smallcnn", seed=0)
+    expected = fit(reference, train, val, **options)
+    path = tmp_path / "model.ckpt"
+    with pytest.raises(_Interrupted):
+        fit(build("smallcnn", seed=0), train, val, checkpoint=path, on_epoch_end=_stop_after(2), **options)
+    assert path.exists()
+    resumed_model = build("smallcnn", seed=0)  # fresh initial weights: everything comes from the checkpoint
+    resumed = fit(resumed_model, train, val, checkpoint=path, **options)
+    assert _states_equal(reference, resumed_model)
+    assert [h["val_auc"] for h in resumed.history] == [h["val_auc"] for h in expected.history]
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in expected.history]
+    assert (resumed.best_epoch, resumed.epochs_run) == (expected.best_epoch, expected.epochs_run)
+
+
+def test_checkpoint_of_another_fit_is_refused_and_a_damaged_one_set_aside(toy, tmp_path):
+    from helpers._cache import CorruptCacheWarning
+
+    train, val = toy(48, 32, 0), toy(16, 32, 1)
+    path = tmp_path / "model.ckpt"
+    with pytest.raises(_Interrupted):
+        fit(build("smallcnn", seed=0), train, val, epochs=3, seed=5, checkpoint=path, on_epoch_end=_stop_after(1),
+            **FAST)
+    with pytest.raises(ModelError, match=r"belongs to another fit .*seed.*delete it"):
+        fit(build("smallcnn", seed=0), train, val, epochs=3, seed=6, checkpoint=path, **FAST)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(CorruptCacheWarning, match="unreadable"):
+        fit(build("smallcnn", seed=0), train, val, epochs=2, seed=5, checkpoint=path, **FAST)
+    assert (tmp_path / "model.ckpt.corrupt").exists()

@@ -207,7 +207,7 @@ def test_worker_killed_mid_graph_completes_without_corrupt_entries(tmp_path):
         _WORKER["states"].clear()
     assert checker.stats.misses == 0 and checker.stats.hits == len(p.maps)
     # Only entries, their key files and (from the killed task at most) a stray temporary file.
-    assert all(f.suffix in (".npz", ".json", ".tmp") for f in maps_root.rglob("*") if f.is_file())
+    assert all(f.suffix in (".npz", ".json", ".tmp", ".lock") for f in maps_root.rglob("*") if f.is_file())
 
 
 def test_map_work_names_are_unique_per_options():
@@ -229,7 +229,12 @@ def test_chapters_after_a_smoke_precompute_train_nothing_and_compute_no_map(tmp_
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     precompute(resolve("smoke", **params), workers=2, progress=False, out=lambda *_: None)
     before = _snapshot(tmp_path / "cache")
-    execute(preset="smoke", params=params, out=str(tmp_path / "executed"), root=ROOT, progress=False)
+    from helpers.precompute import CHAPTER_REQUESTS
+
+    # Chapter 08 trains its five small shortcut models itself (not planned; see helpers.precompute), and the
+    # scorecard computes nothing: every other chapter must find all its models and maps in the cache.
+    execute(preset="smoke", params=params, out=str(tmp_path / "executed"), root=ROOT, progress=False,
+            only=list(CHAPTER_REQUESTS))
     after = _snapshot(tmp_path / "cache")
     changed = sorted(k for k in after if before.get(k) != after[k])
     assert not changed, f"the chapters computed or trained what the plan missed: {changed[:20]}"

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="_build/bench-book", help="folder of the cache, results, executed copies")
     p.add_argument("--warm", action="store_true", help="keep the cache in --work (default: start cold)")
     p.add_argument("--only", nargs="+", default=None, help="these chapters only")
+    p.add_argument("--summarize", nargs=2, metavar=("PROFILE", "TIMINGS"), default=None,
+                   help="run nothing: print the split of an earlier run from its profile.jsonl (SALIENCY_BOOK_PROFILE) "
+                        "and its timings.csv, e.g. of `SALIENCY_BOOK_PROFILE=$PWD/p.jsonl make book`")
     return p
 
 
@@ -62,6 +65,10 @@ def _load_average() -> str:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.summarize:
+        profile, timings = (Path(p) for p in args.summarize)
+        _report(profile, timings.read_text().splitlines()[1:], wall=None, jobs=None)
+        return 0
     work = (_ROOT / args.work).resolve()
     if not args.warm and work.exists():
         shutil.rmtree(work)
@@ -80,8 +87,12 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     subprocess.run(command, cwd=_ROOT, env={**os.environ, PROFILE_ENV: str(profile)}, check=True)
     wall = time.perf_counter() - start
+    _report(profile, timings.read_text().splitlines()[max(before, 1):], wall=wall, jobs=args.jobs)
+    return 0
 
-    rows = timings.read_text().splitlines()[max(before, 1):]
+
+def _report(profile: Path, rows: list[str], *, wall: float | None, jobs: int | None) -> None:
+    """Print the per-chapter split of the timings ``rows`` (``notebook,preset,seconds,date``) and ``profile``."""
     chapters = collections.OrderedDict()
     for line in rows:
         name, preset, seconds, _ = line.split(",")
@@ -102,8 +113,9 @@ def main(argv=None) -> int:
     print(f"{'all chapters':<30} {total:8.1f} {1:6.0%} {sums['training']:9.1f} {sums['maps']:8.1f} {sums['other']:8.1f}")
     print(f"{'split':<30} {'':8} {'':6} {sums['training'] / total:9.1%} {sums['maps'] / total:8.1%} "
           f"{sums['other'] / total:8.1%}")
-    print(f"wall time of the run: {wall:.1f} s ({wall / 60:.1f} min) with --jobs {args.jobs}; load at the end "
-          f"{_load_average()}")
+    if wall is not None:
+        print(f"wall time of the run: {wall:.1f} s ({wall / 60:.1f} min) with --jobs {jobs}; load at the end "
+              f"{_load_average()}")
 
     trainings = [r for r in records if r["kind"] == "training"]
     if trainings:
@@ -118,7 +130,6 @@ def main(argv=None) -> int:
         print("\nmap computations by method (seconds, all chapters)")
         for method, seconds in by_method.most_common():
             print(f"  {method:<10} {seconds:8.1f}")
-    return 0
 
 
 if __name__ == "__main__":

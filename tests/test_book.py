@@ -112,7 +112,7 @@ def test_structure_accepts_a_chapter_following_the_layout(tmp_path):
     (dict(title="A title without hash"), r"level-1 heading"),
     (dict(headings=("Overview", "Prerequisites", "Resources")), r"no '## Summary' heading"),
     (dict(headings=("Prerequisites", "Summary", "Resources")), r"no '## Overview' heading"),
-    (dict(params=_params_source(NOTEBOOK_PARAMETERS[:-1])), r"lacks \['results_dir'\]"),
+    (dict(params=_params_source(NOTEBOOK_PARAMETERS[:-1])), r"lacks \['overrides'\]"),
     (dict(params=_params_source() + "\nbatch = 4"), r"not notebook parameters: \['batch'\] \(valid: preset, "),
     (dict(params=_params_source() + "\nseed = 1"), r"assigns \['seed'\] more than once"),
     (dict(params=_params_source() + "\nprint(seed)"), r"assignments only, found: \['print\(seed\)'\]"),

@@ -377,12 +377,16 @@ def _load_real_cached(kind: str, data_dir: Path, *, image_size: int, limit: int 
     with entry_lock(files[0]):  # chapters run side by side: one decodes, the others wait and read
         data = _try_read_real(files, key, data_dir)
         if data is None:
-            loader = {"rsna": load_rsna, "siim": load_siim, "folder": load_folder}[kind]
+            loader = _REAL_LOADERS[kind]
             built = loader(data_dir, image_size=image_size, sample=limit, sample_seed=seed, progress=progress)
             _save_real(files, built, key)
             del built  # returned memory-mapped instead: the decoded arrays are not held twice
             data = _read_real(files, key)
     return data
+
+
+#: The loader of each real dataset kind (the synthetic set has its own path in :func:`load`).
+_REAL_LOADERS = {"rsna": load_rsna, "siim": load_siim, "folder": load_folder}
 
 
 def load(settings, *, progress: bool | None = None) -> ImageSet:
@@ -453,7 +457,7 @@ def load(settings, *, progress: bool | None = None) -> ImageSet:
             return data
         kept = set(stratified_sample(data.ids, data.labels, limit, seed=settings.seed))
         return data.subset([i for i, image_id in enumerate(data.ids) if image_id in kept])
-    loaders = {"rsna": load_rsna, "siim": load_siim, "folder": load_folder}
+    loaders = _REAL_LOADERS
     if dataset not in loaders:
         raise DataError(f"unknown dataset {dataset!r}; expected one of synthetic, {', '.join(loaders)}")
     data_dir = getattr(settings, "data_dir", None)
@@ -489,7 +493,7 @@ def load_eval(settings, *, progress: bool | None = None) -> ImageSet | None:
     dataset = getattr(settings, "eval_dataset", None)
     if dataset is None:
         return None
-    loaders = {"rsna": load_rsna, "siim": load_siim, "folder": load_folder}
+    loaders = _REAL_LOADERS
     if dataset not in loaders:
         raise DataError(f"unknown eval_dataset {dataset!r}; expected one of {', '.join(loaders)}")
     data_dir = getattr(settings, "eval_data_dir", None)

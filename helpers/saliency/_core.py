@@ -34,26 +34,9 @@ from helpers.saliency.postprocess import as_channels, normalize, warn_constant
 from helpers.saliency.registry import METHODS, REGISTRY, MethodSpec, get, methods, register, unregister
 from helpers.saliency.xrai import xrai as _xrai
 
-__all__ = [
-    "METHODS",
-    "methods",
-    "explain",
-    "explain_with_details",
-    "attribute",
-    "resolve_target",
-    "method_defaults",
-    "describe",
-    "register",
-    "unregister",
-    "MethodSpec",
-    "SaliencyError",
-    "UnknownMethodError",
-    "UnknownSettingError",
-    "RegistryError",
-    "MapCacheError",
-    "CorruptCacheEntryError",
-    "ConstantMapWarning",
-]
+# The public face (helpers.saliency) re-exports these with the errors and the registry; this private
+# module lists only what it defines.
+__all__ = ["explain", "explain_with_details", "attribute", "resolve_target", "method_defaults", "describe"]
 
 _ARUN = "Arun et al. 2021, Radiology: AI 3(6) e200267; code QTIM-Lab/Assessing-Saliency-Maps (PAIR saliency)"
 

@@ -1,6 +1,6 @@
 # The saliency trust book: two commands.
 #   make book   builds the whole book on the embedded synthetic data (PRESET=default)
-#   make test   runs the tests, executes every notebook on the smoke preset,
+#   make test   runs the tests, precomputes the smoke preset on 2 Dask workers and executes every notebook from it,
 #               builds the book with warnings as errors, runs chapters 00-01 on the real
 #               datasets' layouts and chapter 00 on a loose-range install (loose-install)
 SHELL := /bin/bash
@@ -11,6 +11,8 @@ PRESET ?= default
 BOOK_ARGS ?=
 # Chapters executed side by side after chapter 00 (`helpers.book execute --jobs`); 2 measured fastest on 2 cores.
 JOBS ?= 2
+# Test processes (pytest-xdist); each test runs on one torch thread (tests/conftest.py), so one per core.
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
 REAL_LAYOUTS := _build/real-layouts
@@ -43,16 +45,20 @@ html: install
 unit: install
 	$(PY) -m pytest -q
 
-## The loose-range venv (mostly download and unpacking) is installed while the tests and the smoke book run.
+## The loose-range venv (mostly download and unpacking) is installed while the tests and the smoke book run;
+## then the two small cold runs (real layouts, the loose-range install) run side by side.
 test: install
 	$(MAKE) --no-print-directory -j2 test-suite loose-venv
-	$(MAKE) --no-print-directory loose-install
+	$(MAKE) --no-print-directory -j2 real-layouts loose-install
 
+## The smoke book through the scale-out path: `precompute` on a 2-worker Dask LocalCluster trains every model and
+## computes every map the chapters plan, then the chapters run from that cache and must add or change no cache
+## file (`--after-precompute`), then the shortcuts chapter (its own small models) and the scorecard.
 test-suite: install
-	$(PY) -m pytest -q
-	$(PY) -m helpers.book execute --preset smoke --strict --jobs $(JOBS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m helpers.book precompute --preset smoke --workers 2 --no-progress
+	$(PY) -m helpers.book execute --preset smoke --strict --jobs $(JOBS) --after-precompute
 	$(PY) -m helpers.book html --strict
-	$(MAKE) --no-print-directory real-layouts
 
 ## The chapters unchanged on the real datasets' on-disk layouts: a folder written by
 ## `python -m helpers.data synth` (DICOM, RSNA box CSV, SIIM RLE CSV) read as dataset=rsna and

@@ -601,14 +601,16 @@ def local_cluster(n_workers: int, *, threads_per_worker: int = 1):
         Dask threads per worker (default 1: one task at a time; torch's own
         threads are set by :func:`execute`'s ``threads``).
 
-    Dask's dashboard is served on a free port (:func:`precompute` prints its link).
+    Dask's dashboard is served on a free port (:func:`precompute` prints its link). The workers run with
+    ``TQDM_DISABLE=1``: their per-map progress bars would interleave on the client's terminal, where Dask's
+    progress bar of the whole graph shows instead.
     """
     from distributed import LocalCluster
 
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
         raise PrecomputeError(f"n_workers must be a positive integer, got {n_workers!r}")
     return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                        dashboard_address=":0")
+                        dashboard_address=":0", env={"TQDM_DISABLE": "1"})
 
 
 def submit(p: Plan, client, *, threads: int | None = None, retries: int = 2) -> dict[str, Any]:

@@ -25,6 +25,7 @@ __all__ = [
     "NotebookFailed",
     "BuildFailed",
     "CheckFailed",
+    "CacheChanged",
 ]
 
 #: The chapters in EXECUTION order: the scorecard reads every other chapter's table, so it runs last.
@@ -89,6 +90,10 @@ class BuildFailed(BookError):
 
 class CheckFailed(BookError):
     """A built page failed the browser check."""
+
+
+class CacheChanged(BookError):
+    """Chapters run after ``precompute`` trained a model or computed maps that the plan had not."""
 
 
 def _root(root: str | os.PathLike | None) -> Path:

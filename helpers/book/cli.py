@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="chapters run side by side after chapter 00 (default 1); each kernel gets its share of "
                         "the cores (OMP_NUM_THREADS), shared models and maps are computed once")
+    e.add_argument("--after-precompute", action="store_true",
+                   help="the cache was filled by `precompute` with the same preset and parameters: run the planned "
+                        "chapters first and fail if they add or change a cache file, then the others")
 
     pc = sub.add_parser(
         "precompute", help="train every model and compute every map the chapters need, on a Dask cluster",
@@ -112,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "execute":
             execute(preset=args.preset, params=parse_params(args.param), only=args.only, strict=args.strict,
                     out=args.out, root=args.root, progress=not args.no_progress, timeout=args.timeout,
-                    jobs=args.jobs)
+                    jobs=args.jobs, after_precompute=args.after_precompute)
         elif args.command == "precompute":
             from helpers.config import ConfigError, merge_overrides, resolve
             from helpers.precompute import PrecomputeError, precompute

@@ -36,6 +36,7 @@ from helpers.book._base import (
     NOTEBOOKS_DIR,
     BookError,
     BookInputError,
+    CacheChanged,
     NotebookFailed,
     NotebookStructureError,
     _closest,
@@ -43,8 +44,10 @@ from helpers.book._base import (
 )
 from helpers.book.structure import _assigned_names, _colab_cell_index, _parameters_cell, _read_notebook, check_notebook_structure
 from helpers.config import NOTEBOOK_PARAMETERS, OVERRIDES_PARAMETER, PRESETS, SETTINGS_FIELDS, default_dirs
+from helpers.precompute import CHAPTER_REQUESTS
 
-__all__ = ["NotebookRun", "KERNEL_ENV", "PLUMBING_TAGS", "parse_params", "execute", "tag_plumbing"]
+__all__ = ["NotebookRun", "KERNEL_ENV", "PLUMBING_TAGS", "parse_params", "execute", "tag_plumbing", "cache_snapshot",
+           "cache_changes"]
 
 _TIMINGS_COLUMNS = ("notebook", "preset", "seconds", "date")
 
@@ -214,6 +217,7 @@ def execute(
     progress: bool = True,
     timeout: int | None = None,
     jobs: int = 1,
+    after_precompute: bool = False,
 ) -> list[NotebookRun]:
     """Execute the chapter notebooks with papermill, in :data:`CHAPTERS` order (or ``jobs`` at a time).
 
@@ -250,6 +254,14 @@ def execute(
         each other on the cache entry's lock (:func:`helpers._cache.entry_lock`)
         instead of computing it twice, so the results are those of a serial
         run. No per-cell progress bar is drawn then.
+    after_precompute : bool, optional
+        The cache was filled by ``python -m helpers.book precompute`` with the
+        same preset and parameters: first the chapters that
+        :data:`helpers.precompute.CHAPTER_REQUESTS` plans are run, and
+        :class:`CacheChanged` is raised, naming the files, if they added or
+        changed any file in ``cache_dir`` (they trained or computed what the
+        plan misses); then the other chapters (the shortcuts chapter, which
+        trains its own small models, and the scorecard).
 
     The kernels run with :data:`KERNEL_ENV` added to the environment (no
     progress bars in the pages) and every executed copy gets
@@ -271,6 +283,8 @@ def execute(
     NotebookFailed
         A cell raised; the message names the notebook and the cell, and the
         partially executed copy stays in ``out`` for inspection.
+    CacheChanged
+        With ``after_precompute``: a planned chapter added or changed a cache file.
     """
     root = _root(root)
     if preset not in PRESETS:
@@ -313,13 +327,34 @@ def execute(
 
     job = dict(src_dir=str(src_dir), out_dir=str(out_dir), injected=injected, kernel=kernel, root=str(root),
                timeout=timeout)
-    if jobs == 1:
-        for name in plan:
-            print(f"[{name}]", flush=True)
-            finished(name, _run_notebook(name, progress=progress, env=dict(KERNEL_ENV), param_index=param_index[name],
-                                         **job))
+
+    def run(names: Sequence[str]) -> None:
+        if jobs == 1:
+            for name in names:
+                print(f"[{name}]", flush=True)
+                finished(name, _run_notebook(name, progress=progress, env=dict(KERNEL_ENV),
+                                             param_index=param_index[name], **job))
+        else:
+            _run_side_by_side([n for n in order if n in names], jobs=jobs, cores=cores, job=job,
+                              param_index=param_index, finished=finished)
+
+    if after_precompute:
+        planned = [n for n in plan if n in CHAPTER_REQUESTS]
+        cache_dir = Path(params.get("cache_dir") or default_dirs()["cache_dir"])
+        cache_dir = cache_dir if cache_dir.is_absolute() else root / cache_dir
+        before = cache_snapshot(cache_dir)
+        run(planned)
+        changed = cache_changes(before, cache_snapshot(cache_dir))
+        if changed:
+            raise CacheChanged(
+                f"after `precompute`, the chapters {', '.join(planned)} added or changed {len(changed)} file(s) in "
+                f"{cache_dir}/ (e.g. {', '.join(changed[:5])}): they trained or computed what the plan of "
+                "helpers.precompute.CHAPTER_REQUESTS misses, or `precompute` ran with other parameters than "
+                "these. Run `python -m helpers.book precompute` with the same --preset and --param first.")
+        print(f"after precompute: the chapters {', '.join(planned)} changed nothing in {cache_dir}/", flush=True)
+        run([n for n in plan if n not in CHAPTER_REQUESTS])
     else:
-        _run_side_by_side(order, jobs=jobs, cores=cores, job=job, param_index=param_index, finished=finished)
+        run(plan)
     ordered = [runs[n] for n in plan if n in runs]
     total = sum(r.seconds for r in ordered)
     width = max(len(r.notebook) for r in ordered)
@@ -330,6 +365,24 @@ def execute(
     if jobs > 1:
         print(f"{'wall':<{width}}  {time.perf_counter() - wall_start:7.1f}   ({jobs} chapters at a time)")
     return ordered
+
+
+def cache_snapshot(folder: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` (relative path) with its modification time (ns) and size; ``{}`` if absent."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def cache_changes(before: Mapping[str, tuple[int, int]], after: Mapping[str, tuple[int, int]]) -> list[str]:
+    """Sorted paths of ``after`` that are new or whose time or size differ from ``before`` (removals are not changes).
+
+    Lock files (``.<entry>.lock``, :func:`helpers._cache.entry_lock`) are left out: taking a lock writes no result.
+    """
+    return sorted(p for p, stamp in after.items()
+                  if before.get(p) != stamp and not Path(p).name.endswith(".lock"))
 
 
 def _check_jobs(jobs: Any) -> int:

@@ -280,7 +280,7 @@ class Settings:
     # shortcut_localizer_epochs: epochs of the U-Net localizer (localizer_channels), trained once, on the opacity
     # masks of the shortcut dataset (it never sees a label, so no correlation sweep), at
     # shortcut_localizer_batch_size (8: 32 gives 320 images 10 updates an epoch; on default its validation AP is
-    # 0.78 after 4 epochs at 8, 0.17 at 32); 0 leaves it out. All three are part of those models' cache keys.
+    # 0.73 after 4 epochs at 8, 0.17 at 32); 0 leaves it out. All three are part of those models' cache keys.
     # Default-preset numbers measured on 2 shared CPU cores: see chapter 08's Prerequisites.
     shortcut_correlations: tuple[float, ...] = (0.0, 0.5, 1.0)
     shortcut_label_noise: float = 0.2

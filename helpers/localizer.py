@@ -412,7 +412,8 @@ def get_trained_localizer(
         ``key``, ``architecture``, ``replicate``, ``mask_fraction``, ``seed``,
         ``positive_indices`` (the positives with masks), ``n_train``, the
         training ``history``, ``best_epoch``, ``best_val_ap``, ``seconds``,
-        ``weights_sha256``.
+        ``weights_sha256`` and ``cached`` (whether it was read from the
+        cache; not stored in the entry).
 
     Raises
     ------
@@ -454,6 +455,7 @@ def get_trained_localizer(
                                     what="localizer")
         if record is not None:
             model.to(device).eval()
+            record["cached"] = True
             return model, record
         result = fit_localizer(
             model,
@@ -480,4 +482,5 @@ def get_trained_localizer(
         }
         record_profile("training", f"U-Net r{replicate}", result["seconds"])
         write_entry(model, weights_path, record_path, record)
+        record["cached"] = False
         return model, record

@@ -21,6 +21,21 @@ Test sets (the same test images for every model):
   that every model's maps of the same pixels can be compared and every map
   has a marker to be judged on.
 
+Beside the classifiers' post-hoc maps, two maps that do not explain a
+classifier after the fact:
+
+* **TRAINABLE**: one self-explaining model (:mod:`helpers.trainable`, image
+  labels only, box fraction 0) per marker correlation of the design, trained
+  on the same images as that correlation's classifier (with
+  ``trainable_init = "classifier"`` its backbone starts from that
+  classifier); its own evidence map is the explanation. The label-noise
+  dataset and the shortcut model's replicates get none;
+* the **U-Net** (:mod:`helpers.localizer`): the supervised localizer,
+  trained once, on the opacity masks of the shortcut dataset (where the
+  marker predicts the label best). Its loss never sees a label or the
+  marker, so it is the reference of a map that has no reason to look at the
+  marker; it is not trained per correlation.
+
 Labels: training and validation use the recorded labels (after the label
 noise of the model's dataset); every test AUC uses the true labels.
 """
@@ -40,8 +55,8 @@ from helpers._cache import atomic_write, stable_hash
 from helpers.criteria.shortcut import AUCGap, auc_gap
 from helpers.data.synthetic import GENERATOR_VERSION, generate, labels_and_markers
 
-__all__ = ["ShortcutDesign", "ShortcutModel", "ShortcutExperiment", "SEED_OFFSET", "RENDER_VERSION", "METHOD_SETTINGS",
-           "EXTRA_METHODS"]
+__all__ = ["ShortcutDesign", "ShortcutModel", "ShortcutLocalizer", "ShortcutExperiment", "SEED_OFFSET", "RENDER_VERSION",
+           "METHOD_SETTINGS", "EXTRA_METHODS", "TRAINABLE", "LOCALIZER"]
 
 #: The chapter's images are drawn from seed ``settings.seed + SEED_OFFSET``: other images than the book's dataset.
 SEED_OFFSET = 808
@@ -59,6 +74,10 @@ METHOD_SETTINGS: dict[str, dict[str, Any]] = {
 }
 #: Methods explained beside the study's ``methods``.
 EXTRA_METHODS = ("CF",)
+#: The self-explaining model's map (one model per marker correlation, :meth:`ShortcutExperiment.self_explaining`).
+TRAINABLE = "TRAINABLE"
+#: The supervised localizer's map (one U-Net, on the shortcut dataset, :meth:`ShortcutExperiment.localizer`).
+LOCALIZER = "U-Net"
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,17 @@ class ShortcutDesign:
     replicates : int
         Independently trained replicates of the shortcut model (2: its
         repeatability is judged).
+    trainable_epochs : int
+        Epochs of the self-explaining model of each correlation (TRAINABLE;
+        fine-tuning epochs from the correlation's classifier when the
+        settings' ``trainable_init`` is ``"classifier"``); 0: TRAINABLE is
+        left out.
+    localizer_epochs : int
+        Epochs of the U-Net localizer, trained once, on the shortcut
+        dataset; 0: the U-Net is left out.
+    localizer_batch_size : int
+        Its batch size (smaller than the classifiers': a few hundred images
+        give a U-Net too few updates per epoch at 32).
     """
 
     correlations: tuple[float, ...]
@@ -111,6 +141,9 @@ class ShortcutDesign:
     costly_images: int = 8
     replicates: int = 2
     learning_rate: float = 1e-3
+    trainable_epochs: int = 0
+    localizer_epochs: int = 0
+    localizer_batch_size: int = 8
 
     @classmethod
     def from_settings(cls, settings: Any) -> "ShortcutDesign":
@@ -130,6 +163,9 @@ class ShortcutDesign:
             costly_images=int(settings.shortcut_costly_images),
             replicates=int(settings.shortcut_replicates),
             learning_rate=float(settings.shortcut_learning_rate),
+            trainable_epochs=int(settings.shortcut_trainable_epochs),
+            localizer_epochs=int(settings.shortcut_localizer_epochs),
+            localizer_batch_size=int(settings.shortcut_localizer_batch_size),
         )
 
     def __post_init__(self) -> None:
@@ -139,6 +175,11 @@ class ShortcutDesign:
             raise ValueError(f"shortcut_correlations must be distinct, increasing and in [0, 1], got {self.correlations}")
         if not 0.0 <= self.label_noise <= 0.5:
             raise ValueError(f"shortcut_label_noise must lie in [0, 0.5], got {self.label_noise}")
+        if self.trainable_epochs < 0 or self.localizer_epochs < 0:
+            raise ValueError(f"shortcut_trainable_epochs and shortcut_localizer_epochs must be >= 0 (0: left out), got "
+                             f"{self.trainable_epochs} and {self.localizer_epochs}")
+        if self.localizer_batch_size < 2:
+            raise ValueError(f"shortcut_localizer_batch_size must be >= 2 (BatchNorm), got {self.localizer_batch_size}")
 
     @property
     def marker_options(self) -> dict[str, Any]:
@@ -163,6 +204,20 @@ class ShortcutDesign:
     def shortcut(self) -> str:
         """Name of the shortcut model (the largest correlation)."""
         return f"c = {self.correlations[-1]:g}"
+
+    @property
+    def trainable_models(self) -> list[tuple[str, float]]:
+        """``(name, correlation)`` of the datasets a self-explaining model is trained on: every correlation (or none)."""
+        if not self.trainable_epochs:
+            return []
+        return [(f"c = {c:g}", c) for c in self.correlations]
+
+    @property
+    def localizer_models(self) -> list[tuple[str, float]]:
+        """``(name, correlation)`` of the datasets a U-Net is trained on: the shortcut one only (or none)."""
+        if not self.localizer_epochs:
+            return []
+        return [(self.shortcut, self.correlations[-1])]
 
 
 @dataclass
@@ -196,7 +251,40 @@ class ShortcutModel:
 
     @property
     def cache_hit(self) -> bool:
-        return bool(self.trained.record.get("cache_hit", False))
+        record = self.trained.record  # classifiers record "cache_hit", self-explaining models "cached"
+        return bool(record.get("cache_hit", record.get("cached", False)))
+
+
+@dataclass
+class ShortcutLocalizer:
+    """A U-Net localizer of the shortcut chapter, trained on one dataset's opacity masks.
+
+    Attributes
+    ----------
+    name : str
+        The name of the classifier of the same dataset (``"c = 1"``).
+    correlation : float
+        Marker-label correlation of its training images (the masks do not
+        depend on it; which images carry the marker does).
+    model : helpers.localizer.UNet
+        In evaluation mode, on the study's device.
+    record : dict
+        :func:`helpers.localizer.get_trained_localizer`'s record (``key``,
+        ``best_val_ap``, ``cached`` ...).
+    seconds, cpu_seconds : float
+        Wall and CPU time to train it (or to load it from the cache).
+    """
+
+    name: str
+    correlation: float
+    model: Any
+    record: dict
+    seconds: float
+    cpu_seconds: float = float("nan")
+
+    @property
+    def cache_hit(self) -> bool:
+        return bool(self.record.get("cached", False))
 
 
 class ShortcutExperiment:
@@ -218,6 +306,18 @@ class ShortcutExperiment:
         #: Settings of the chapter's classifiers: its image size, epochs and learning rate, no early stop.
         self.settings = dataclasses.replace(study.settings, image_size=d.image_size, epochs=d.epochs,
                                             patience=d.epochs, learning_rate=d.learning_rate)
+        #: Settings of the self-explaining models: trainable_epochs of fine-tuning from the dataset's
+        #: classifier (trainable_init "classifier"), or of training from scratch (no early stop either way).
+        if study.settings.trainable_init == "classifier":
+            self.trainable_settings = dataclasses.replace(self.settings,
+                                                          trainable_finetune_epochs=max(d.trainable_epochs, 1))
+        else:
+            self.trainable_settings = dataclasses.replace(self.settings, epochs=max(d.trainable_epochs, 1),
+                                                          patience=max(d.trainable_epochs, 1))
+        #: Settings of the U-Net: localizer_epochs at localizer_batch_size, no early stop.
+        self.localizer_settings = dataclasses.replace(self.settings, epochs=max(d.localizer_epochs, 1),
+                                                      patience=max(d.localizer_epochs, 1),
+                                                      batch_size=d.localizer_batch_size)
         self.n_total = d.n_train + d.n_test
         self.n_fit = int(round(TRAIN_SHARE * d.n_train))
 
@@ -309,6 +409,71 @@ class ShortcutExperiment:
         """Every classifier of the design, ``{name: ShortcutModel}``, the honest one first."""
         return {name: self.model(name, c, noise, progress=progress) for name, c, noise in self.design.models}
 
+    def self_explaining(self, name: str, correlation: float, label_noise: float = 0.0, *,
+                        progress: bool = False) -> ShortcutModel:
+        """The self-explaining model (TRAINABLE) of one dataset, trained or loaded from its cache.
+
+        Image labels only (box fraction 0, as the chapter's classifiers), on
+        :meth:`dataset`'s training and validation images, by
+        :func:`helpers.trainable.get_trained_self_explaining` with
+        :attr:`trainable_settings` (content-keyed cache under
+        ``<cache_dir>/trainable/``, one process trains it under the entry's
+        lock). With ``trainable_init = "classifier"`` its backbone starts from
+        the classifier of the same dataset (:meth:`model`, from the cache) and
+        is fine-tuned for ``trainable_epochs`` epochs.
+        """
+        from helpers.study import TrainedModel
+        from helpers.trainable import get_trained_self_explaining
+
+        data, splits = self.dataset(correlation, label_noise)
+        start, cpu = time.perf_counter(), time.process_time()
+        model, record = get_trained_self_explaining(self.trainable_settings, data, splits, architecture="smallcnn",
+                                                    box_fraction=0.0, progress=progress)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        record = dict(record)
+        record.setdefault("architecture", model.architecture)
+        trained = TrainedModel(model=model.to(self.study.device).eval(), record=record, key=record["key"])
+        return ShortcutModel(name, float(correlation), float(label_noise), trained, seconds, 0, cpu)
+
+    def self_explaining_models(self, *, progress: bool = False) -> dict[str, ShortcutModel]:
+        """The self-explaining model of every correlation, ``{name: ShortcutModel}`` (empty: TRAINABLE left out).
+
+        The names are the classifiers' (:attr:`ShortcutDesign.trainable_models`):
+        the model named ``"c = 1"`` is trained on the images of classifier
+        ``"c = 1"``. The label-noise dataset gets none (it has no shortcut).
+        """
+        return {name: self.self_explaining(name, c, progress=progress) for name, c in self.design.trainable_models}
+
+    def localizer(self, name: str, correlation: float) -> ShortcutLocalizer:
+        """The U-Net localizer of one dataset: trained on its training images' opacity masks, or loaded from its cache.
+
+        Every positive training image's mask is used (mask fraction 1), the
+        negatives with empty masks (:func:`helpers.localizer.get_trained_localizer`,
+        content-keyed cache under ``<cache_dir>/localizers/``, trained under the
+        entry's lock); ``localizer_channels`` of the study's settings,
+        :attr:`localizer_settings`' schedule. The labels only decide which
+        images are negatives: the marker never enters the loss.
+        """
+        from helpers.localizer import get_trained_localizer
+
+        data, splits = self.dataset(correlation)
+        start, cpu = time.perf_counter(), time.process_time()
+        model, record = get_trained_localizer(self.localizer_settings, data, splits, mask_fraction=1.0,
+                                              base_channels=int(self.study.settings.localizer_channels))
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return ShortcutLocalizer(name, float(correlation), model.to(self.study.device).eval(), dict(record), seconds,
+                                 cpu)
+
+    def localizers(self) -> dict[str, ShortcutLocalizer]:
+        """The U-Net of :attr:`ShortcutDesign.localizer_models`, ``{name: ShortcutLocalizer}`` (empty: left out)."""
+        return {name: self.localizer(name, c) for name, c in self.design.localizer_models}
+
+    def localizer_maps(self, localizer: ShortcutLocalizer) -> np.ndarray:
+        """The U-Net's per-pixel opacity probabilities ``(n_images, S, S)`` of the explained images (in [0, 1])."""
+        from helpers.localizer import predict_maps
+
+        return predict_maps(localizer.model, self.explained.tensor(), device=self.study.device)
+
     def shortcut_replicates(self, *, progress: bool = False) -> list[ShortcutModel]:
         """Replicates 1, 2, ... of the shortcut model (``design.replicates - 1`` of them; replicate 0 is in :meth:`models`)."""
         c = self.design.correlations[-1]
@@ -375,6 +540,16 @@ class ShortcutExperiment:
         methods = list(self.study.settings.methods)
         return methods + [m for m in EXTRA_METHODS if m not in methods]
 
+    @property
+    def explainers(self) -> list[str]:
+        """Every map the chapter compares: :attr:`methods`, then :data:`TRAINABLE` and :data:`LOCALIZER` when trained."""
+        out = list(self.methods)
+        if self.design.trainable_epochs:
+            out.append(TRAINABLE)
+        if self.design.localizer_epochs:
+            out.append(LOCALIZER)
+        return out
+
     def n_explained(self, method: str) -> int:
         """How many of the explained images ``method`` explains (fewer for the costly methods)."""
         n = len(self.explained)
@@ -397,6 +572,26 @@ class ShortcutExperiment:
         """
         images = self.explained.subset(np.arange(self.n_explained(method)))
         return self.study.maps(model.trained, method, state=state, images=images, **METHOD_SETTINGS.get(method, {}))
+
+    def scores(self, maps: np.ndarray, method: str) -> "pd.DataFrame":
+        """Tidy rows ``image_id, metric, value`` of one model's ``method`` maps: the marker metrics and the opacity AP.
+
+        :func:`helpers.criteria.shortcut.marker_scores` (mass share, pointing
+        game, the marker's area share) and the average precision of the
+        opacity mask (:func:`helpers.metrics.localization_table`), on the
+        first :meth:`n_explained` images.
+        """
+        import pandas as pd
+
+        from helpers.criteria.shortcut import marker_scores
+        from helpers.metrics import localization_table
+
+        n = self.n_explained(method)
+        ids = list(self.explained.ids[:n])
+        maps = np.asarray(maps)[:n]
+        marker = marker_scores(maps, self.marker_masks(method), ids)
+        ap = localization_table(maps, self.opacity_masks(method), ids, metrics=["average_precision"])
+        return pd.concat([marker, ap[["image_id", "metric", "value"]]], ignore_index=True)
 
     def marker_masks(self, method: str) -> np.ndarray:
         """The exact marker masks of the images ``method`` explains."""

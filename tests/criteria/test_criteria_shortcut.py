@@ -145,3 +145,23 @@ def test_first_revealing_takes_the_smallest_strength():
     table = sc.first_revealing({1.0: frame([True, True]), 0.5: frame([False, True])})
     assert table.loc["GCAM", "first reveals at"] == 0.5 and table.loc["GRAD", "first reveals at"] == 1.0
     assert table.loc["GRAD", "c = 0.5"] == "hides"
+
+
+def test_judge_takes_trainable_as_one_more_method_and_refuses_a_map_without_its_honest_pair():
+    """TRAINABLE's rows are judged like a post-hoc method's (one Holm family); the U-Net, trained on the shortcut
+    dataset only, has no honest model's maps to be paired with and is refused by name."""
+    rng = np.random.default_rng(4)
+    honest = rng.uniform(0.0, 0.05, 12)
+    scores = pd.concat([_scores(honest + 0.4, honest, "GRAD"), _scores(honest + 0.3, honest, "TRAINABLE")],
+                       ignore_index=True)
+    verdicts = sc.judge(scores, methods=["GRAD", "TRAINABLE"], shortcut_model="c = 1", honest_model="c = 0",
+                        architecture="smallcnn", n_bootstrap=500)
+    row = verdicts.set_index("method").loc["TRAINABLE"]
+    assert row.passed is True and row.value == pytest.approx(0.3)
+    assert verdicts.p_holm.max() >= verdicts.p_value.max()  # adjusted over the two methods
+    first = sc.first_revealing({1.0: verdicts})
+    assert first.loc["TRAINABLE", "first reveals at"] == 1.0
+    unet = _scores(honest, honest, "U-Net")
+    unet = pd.concat([scores, unet[unet.model == "c = 1"]], ignore_index=True)
+    with pytest.raises(ValueError, match="no marker scores of method 'U-Net' for model 'c = 0'"):
+        sc.judge(unet, methods=["U-Net"], shortcut_model="c = 1", honest_model="c = 0", architecture="unet")

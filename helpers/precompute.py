@@ -282,6 +282,10 @@ class _Requests:
                                    box_fraction=float(box_fraction)))
 
     def maps(self, model: Training, method: str, *, state: str = "trained", **options: Any) -> None:
+        if state == "full":
+            # Study.fully_randomized is the cascade's end state under the same map key: one task for chapters 01
+            # and 02, not two (the second would find the first's maps; the dry run would count them twice).
+            state = f"cascading:{self.state_labels(model)[-1]}"
         key = (model, state, method, tuple(sorted(options.items())))
         self.requested.setdefault(key, [])
         if self.chapter not in self.requested[key]:

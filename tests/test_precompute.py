@@ -19,9 +19,10 @@ from helpers.precompute import BOX_FRACTIONS, CF_VARIANTS, CHAPTER_REQUESTS, Map
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A reduced smoke run for the cluster tests: two methods, four images, the chapters of the trained/randomized
-# classifier maps (01, 02): 4 trainings and a few dozen map tasks.
-TINY = dict(methods=("GRAD", "SG"), n_images=4)
+# A reduced smoke run for the cluster tests: two methods, four images, one replicate trained for one epoch (the
+# permuted-label model for at most two), the chapters of the trained/randomized classifier maps (01, 02):
+# 3 trainings and a few dozen map tasks.
+TINY = dict(methods=("GRAD", "SG"), n_images=4, n_replicates=1, epochs=1, label_randomization_max_epochs=2)
 TINY_CHAPTERS = ("01_localization_utility", "02_randomization_sensitivity")
 
 
@@ -82,6 +83,12 @@ def test_plan_lists_each_training_once_and_chunks_maps(tmp_path):
             assert (r0, f"cascading:{label}", m, ()) in by_work
             assert (r0, f"independent:{label}", m, ()) in by_work
     assert (r0, "trained", "CF", (("perturbation", "blur"),)) in by_work
+    # Chapter 01's fully randomized model is the cascade's end state: planned once, for both chapters.
+    assert not any(state == "full" for _, state, _, _ in by_work)
+    last = f"cascading:{state_labels(primary)[-1]}"
+    chapters = {tuple(p.requested_by[w.name]) for w in p.maps
+                if w.model == r0 and w.state == last and w.method in settings.methods and not w.options}
+    assert chapters == {("01_localization_utility", "02_randomization_sensitivity")}, chapters
     text = p.describe()
     assert "maps SIG" in text and "train self_explaining" in text and "fwd+bwd passes" in text
 

@@ -46,6 +46,7 @@ from torch import nn
 from helpers._cache import entry_lock, stable_hash
 from helpers._profile import record as record_profile
 from helpers._weights import load_checked_entry, write_entry
+from helpers.device import resolve_device
 
 __all__ = [
     "LocalizerError",
@@ -419,7 +420,6 @@ def get_trained_localizer(
     LocalizerError
         ``on_corrupt="raise"`` and a corrupt cache entry.
     """
-    from helpers.config import resolve_device
 
     mask_fraction = float(mask_fraction)
     from helpers.models.training import Augmentation

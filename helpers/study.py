@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import criteria
-from helpers.config import Settings, merge_overrides, resolve, resolve_device
+from helpers.config import Settings, merge_overrides, resolve
 from helpers.results import ResultTable, run_fingerprint
 
 __all__ = ["Study", "TrainedModel", "ModelState"]
@@ -85,6 +85,8 @@ class Study:
     """
 
     def __init__(self, settings: Settings) -> None:
+        from helpers.device import resolve_device  # torch side, like every such import here
+
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.cache_dir = Path(settings.cache_dir)

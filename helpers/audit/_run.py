@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from helpers import criteria, metrics, randomization, saliency
-from helpers.config import ConfigError, Settings, resolve_device
+from helpers.config import ConfigError, Settings
 from helpers.data import DataError, ImageSet, load_eval
+from helpers.device import resolve_device
 from helpers.models import ModelError, contract_from_settings, gradcam_layer, load_model
 from helpers.results import run_fingerprint
 from helpers.saliency import SaliencyError

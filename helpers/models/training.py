@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
+from helpers.device import resolve_device
 from helpers.metrics import MetricInputError
 from helpers.metrics.statistics import AUCInterval, _bootstrap_aucs  # noqa: F401 (re-exported: helpers.models, its tests)
 from helpers.metrics.statistics import roc_auc_ci as _metrics_roc_auc_ci
@@ -259,12 +260,6 @@ def _unpack(data: Any, *, what: str) -> tuple[Tensor, Tensor, Tensor]:
     return images, labels, masks
 
 
-def _resolve_device(device: Any) -> torch.device:
-    from helpers.config import resolve_device
-
-    return device if isinstance(device, torch.device) else resolve_device(str(device))
-
-
 @contextlib.contextmanager
 def _deterministic(seed: int, device: torch.device) -> Iterator[None]:
     """Seed torch's global generators (dropout ...) and ask for deterministic kernels; restore on exit.
@@ -452,7 +447,7 @@ def fit(
         raise ModelError(f"augment must be True, False or an Augmentation, got {augment!r}")
     if loss is None:
         loss = functools.partial(classification_loss, class_weights=balanced_class_weights(train_labels))
-    device = _resolve_device(device)
+    device = resolve_device(device)
     seed = int(seed)
     name = getattr(model, "architecture", type(model).__name__)
 
@@ -644,7 +639,7 @@ def predict_proba(model: nn.Module, images: Any, *, batch_size: int = 64, device
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
-    device = _resolve_device(device)
+    device = resolve_device(device)
     model.to(device)
     logits = _logits(model, tensor, batch_size=int(batch_size), device=device)
     if logits.ndim != 2 or logits.shape[1] != 2:

@@ -44,6 +44,7 @@ from scipy.ndimage import binary_dilation
 from scipy.stats import rankdata
 
 from helpers import metrics
+from helpers.criteria._similarity import SSIM_SPECS, random_pair_baselines
 from helpers.criteria._verdicts import apply_holm, verdict_frame
 from helpers.criteria.comparison import COMPARISON_COLUMNS, verdict_word
 from helpers.metrics import Verdict
@@ -507,8 +508,6 @@ def trust_verdicts(maps: Mapping[str, np.ndarray], *, masks, prior, architecture
         over the methods of this model. Localization always; randomization
         and repeatability for the methods given.
     """
-    from helpers.criteria._similarity import SSIM_SPECS, random_pair_baselines
-
     masks = np.asarray(masks, dtype=bool)
     ids = [f"image{i}" for i in range(len(masks))]
     prior_maps = np.repeat(np.asarray(prior, dtype=np.float64)[None], len(masks), axis=0)

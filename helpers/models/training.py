@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
+from helpers._cache import CorruptCacheWarning, atomic_write, set_aside
 from helpers.device import resolve_device
 from helpers.metrics import MetricInputError
 from helpers.metrics.statistics import AUCInterval, _bootstrap_aucs  # noqa: F401 (re-exported: helpers.models, its tests)
@@ -583,8 +584,6 @@ def fit(
 
 def _write_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     """``torch.save`` ``payload`` to ``path`` atomically."""
-    from helpers._cache import atomic_write
-
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -596,8 +595,6 @@ def _read_checkpoint(path: str | os.PathLike, signature: dict) -> dict | None:
     ModelError
         The checkpoint belongs to another fit (its signature differs).
     """
-    from helpers._cache import CorruptCacheWarning, set_aside
-
     path = os.fspath(path)
     if not os.path.exists(path):
         return None

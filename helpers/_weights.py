@@ -10,14 +10,23 @@ so a flipped bit is detected instead of loading a silently different model
 from __future__ import annotations
 
 import io
+import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from helpers._cache import sha256_bytes
+from helpers._cache import (
+    CorruptCacheWarning,
+    atomic_write,
+    atomic_write_bytes,
+    check_on_corrupt,
+    set_aside,
+    sha256_bytes,
+)
 
 __all__ = ["WeightsIntegrityError", "state_dict_payload", "read_checked_state_dict", "load_checked_entry", "write_entry"]
 
@@ -125,11 +134,6 @@ def load_checked_entry(
         ``on_corrupt="raise"`` and the entry fails a check; the message names
         the file and the fix.
     """
-    import json
-    import warnings
-
-    from helpers._cache import CorruptCacheWarning, check_on_corrupt, set_aside
-
     check_on_corrupt(on_corrupt, error=error)
     weights, record_file = Path(weights), Path(record_file)
     if not weights.exists():
@@ -158,10 +162,6 @@ def load_checked_entry(
 
 def write_entry(model: nn.Module, weights: str | os.PathLike, record_file: str | os.PathLike, record: dict) -> dict:
     """Write ``record`` (with the weights' ``weights_sha256`` added) and then the weights, each atomically; returns the record."""
-    import json
-
-    from helpers._cache import atomic_write, atomic_write_bytes
-
     payload, record["weights_sha256"] = state_dict_payload(model)
     text = json.dumps(record, indent=1)
     atomic_write(record_file, lambda tmp: tmp.write_text(text))

@@ -35,7 +35,6 @@ __all__ = [
     "HOME_ENV",
     "default_dirs",
     "resolve",
-    "resolve_device",
     "require_two_architectures",
 ]
 
@@ -693,20 +692,6 @@ def require_two_architectures(settings: Settings, *, chapter: str = "04_reproduc
         raise ConfigError(f"{chapter} compares two different architectures, but architectures={list(settings.architectures)} "
                           f"names {len(distinct)}; pass two, e.g. --param architectures=[smallcnn,resnet18]")
     return distinct[0], distinct[1]
-
-
-def resolve_device(device: str = "auto"):
-    """The :class:`torch.device` for a ``device`` setting (``"auto"`` picks a GPU when present)."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for but no CUDA GPU is available; use device='auto' or 'cpu'")
-    return dev
 
 
 def env_threads() -> int:

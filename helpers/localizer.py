@@ -46,6 +46,9 @@ from torch import nn
 from helpers._cache import entry_lock, stable_hash
 from helpers._profile import record as record_profile
 from helpers._weights import load_checked_entry, write_entry
+from helpers.device import resolve_device
+from helpers.models.training import Augmentation
+from helpers.trainable.supervision import box_subset, supervision_seed
 
 __all__ = [
     "LocalizerError",
@@ -271,8 +274,6 @@ def fit_localizer(
     that loop's augmentation. A last batch of a single image joins the
     previous batch (BatchNorm needs two images).
     """
-    from helpers.models.training import Augmentation
-
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
         if int(value) < 1:
             raise LocalizerError(f"{name} must be a positive integer, got {value!r}")
@@ -344,8 +345,6 @@ def localizer_subset(labels, train_indices, mask_fraction: float, *, seed: int) 
     (indices, positives) : tuple of numpy.ndarray
         All training indices used (sorted) and the positives among them.
     """
-    from helpers.trainable.supervision import box_subset
-
     positives = box_subset(labels, train_indices, mask_fraction, seed=seed)
     if len(positives) == 0:
         raise LocalizerError(f"mask_fraction={mask_fraction!r} leaves no positive training image: the localizer cannot learn a region")
@@ -420,12 +419,8 @@ def get_trained_localizer(
     LocalizerError
         ``on_corrupt="raise"`` and a corrupt cache entry.
     """
-    from helpers.config import resolve_device
 
     mask_fraction = float(mask_fraction)
-    from helpers.models.training import Augmentation
-    from helpers.trainable.supervision import supervision_seed
-
     seed = _seed_for(settings, replicate)
     train_idx, positives = localizer_subset(data.labels, splits["train"], mask_fraction, seed=supervision_seed(settings.seed, replicate))
     val_idx = np.asarray(splits["val"], dtype=np.int64)

@@ -53,7 +53,11 @@ import numpy as np
 
 from helpers._cache import atomic_write, stable_hash
 from helpers.criteria.shortcut import AUCGap, auc_gap
+from helpers.data._resize import tight_box
+from helpers.data.imageset import ImageSet
 from helpers.data.synthetic import GENERATOR_VERSION, generate, labels_and_markers
+from helpers.metrics import average_mask_prior
+from helpers.study import TrainedModel
 
 __all__ = ["ShortcutDesign", "ShortcutModel", "ShortcutLocalizer", "ShortcutExperiment", "SEED_OFFSET", "RENDER_VERSION",
            "METHOD_SETTINGS", "EXTRA_METHODS", "TRAINABLE", "LOCALIZER"]
@@ -364,9 +368,6 @@ class ShortcutExperiment:
                                   label_noise=float(label_noise), marker_presence=presence)
 
     def _imageset(self, index: np.ndarray, present: np.ndarray, labels: np.ndarray, *, suffix: str = ""):
-        from helpers.data.imageset import ImageSet
-        from helpers.data._resize import tight_box
-
         r = self.renders
         images = np.where(present[:, None, None], r["marked"][index], r["clean"][index]).astype(np.float32)
         masks = r["masks"][index]
@@ -394,8 +395,7 @@ class ShortcutExperiment:
     def model(self, name: str, correlation: float, label_noise: float = 0.0, *, replicate: int = 0,
               progress: bool = False) -> ShortcutModel:
         """One classifier (``smallcnn``), trained on :meth:`dataset` or loaded from the model cache."""
-        from helpers.models import get_trained
-        from helpers.study import TrainedModel
+        from helpers.models import get_trained  # torch side: `import helpers.shortcuts` needs no torch
 
         data, splits = self.dataset(correlation, label_noise)
         start, cpu = time.perf_counter(), time.process_time()
@@ -511,7 +511,7 @@ class ShortcutExperiment:
         correlation : float, optional
             The confounded set's correlation (default: the model's own).
         """
-        from helpers.models import predict_proba
+        from helpers.models import predict_proba  # torch side, as in model()
 
         c = model.correlation if correlation is None else correlation
         scores = {which: predict_proba(model.trained.model, self.test_set(which, c).images,
@@ -604,8 +604,6 @@ class ShortcutExperiment:
     @functools.cached_property
     def average_mask_prior(self) -> np.ndarray:
         """The localization baseline: mean opacity mask of the positive training and validation images."""
-        from helpers.metrics import average_mask_prior
-
         r = self.renders
         n = self.design.n_train
         return average_mask_prior(r["masks"][:n], labels=r["true_labels"][:n])

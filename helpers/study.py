@@ -9,6 +9,11 @@ synthetic dataset, trained weights, saliency maps) is cached on disk under
 keys that hash everything that determines it, so chapters share work: the
 trained-model maps computed by the localization chapter are reused, not
 recomputed, by the randomization, repeatability and reproducibility chapters.
+
+The torch-side modules (models, saliency, localizer, trainable, counterfactual,
+randomization, device) are imported inside the methods that use them, so that
+``import helpers.study`` needs no torch (``tests/test_imports.py``); every
+other import is at the top.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import numpy as np
 
 import pandas as pd
 
-from helpers import criteria
-from helpers.config import Settings, merge_overrides, resolve, resolve_device
+from helpers import criteria, metrics
+from helpers._cache import stable_hash
+from helpers.config import ConfigError, Settings, merge_overrides, resolve
+from helpers.data import DataError, load, load_eval, split
 from helpers.results import ResultTable, run_fingerprint
 
 __all__ = ["Study", "TrainedModel", "ModelState"]
@@ -85,6 +92,8 @@ class Study:
     """
 
     def __init__(self, settings: Settings) -> None:
+        from helpers.device import resolve_device  # torch side, like every such import here
+
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.cache_dir = Path(settings.cache_dir)
@@ -107,15 +116,11 @@ class Study:
     @functools.cached_property
     def data(self):
         """The whole dataset (:class:`helpers.data.ImageSet`) at the working size."""
-        from helpers.data import load
-
         return load(self.settings)
 
     @functools.cached_property
     def splits(self) -> dict[str, np.ndarray]:
         """Patient-level train/val/test indices (deterministic from the seed)."""
-        from helpers.data import split
-
         return split(self.data, seed=self.settings.seed)
 
     def subset(self, name: str):
@@ -144,8 +149,6 @@ class Study:
 
     def _explained_elsewhere(self):
         """``explained`` from the evaluation dataset (``eval_dataset``): its positives with a box or mask, seeded."""
-        from helpers.data import DataError, load_eval
-
         full = load_eval(self.settings)
         positives = np.flatnonzero((full.labels == 1) & full.masks.reshape(len(full), -1).any(axis=1))
         if len(positives) < 2:
@@ -163,7 +166,6 @@ class Study:
         replicate ``k``. Their key hashes the specification, the files' SHA-256
         and the contract.
         """
-        from helpers._cache import stable_hash
         from helpers.models import contract_from_settings, load_model
 
         contract = contract_from_settings(self.settings)
@@ -179,8 +181,6 @@ class Study:
         return out
 
     def _given_classifier(self, architecture: str | None, replicate: int, label_mode: str) -> TrainedModel:
-        from helpers.config import ConfigError
-
         if label_mode != "true":
             raise ConfigError("label randomization trains a model on permuted labels, which a given model cannot be; "
                               "leave `model` empty for that chapter")
@@ -200,10 +200,8 @@ class Study:
         It knows where abnormalities usually are and nothing about the image at
         hand (see :func:`helpers.metrics.average_mask_prior`).
         """
-        from helpers.metrics import average_mask_prior
-
         idx = np.concatenate([self.splits["train"], self.splits["val"]])
-        return average_mask_prior(self.data.masks[idx], labels=self.data.labels[idx])
+        return metrics.average_mask_prior(self.data.masks[idx], labels=self.data.labels[idx])
 
     # ---------------------------------------------------------------- models
     def classifier(self, architecture: str | None = None, *, replicate: int = 0,

@@ -2,7 +2,8 @@
 
 import pytest
 
-from helpers.config import NOTEBOOK_PARAMETERS, PRESETS, ConfigError, Settings, resolve, resolve_device
+from helpers.config import NOTEBOOK_PARAMETERS, PRESETS, ConfigError, Settings, resolve
+from helpers.device import resolve_device
 
 
 def test_every_preset_resolves():
@@ -69,6 +70,19 @@ def test_auto_device_is_cpu_without_gpu():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu") and resolve_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (5, "device must be a string, got 5 (int); valid: auto, cpu, cuda, cuda:N, mps"),
+    (None, "device must be a string, got None"),
+    ("tpu", "unknown device 'tpu' (parameter 'device'); valid: auto, cpu, cuda, cuda:N, mps"),
+    ("cuda:x", "unknown device 'cuda:x' (parameter 'device')"),
+])
+def test_resolve_device_names_the_device_parameter_for_bad_values(value, fragment):
+    with pytest.raises(ConfigError) as error:
+        resolve_device(value)
+    assert fragment in str(error.value)
 
 
 def test_randomization_settings_have_the_papers_defaults_and_are_checked():

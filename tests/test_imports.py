@@ -107,11 +107,26 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_importing_helpers_config_imports_no_torch():
-    code = "import sys, helpers.config, helpers.model_spec; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'captum')))"
+    # helpers.criteria and helpers.metrics judge measurements of any model (numpy in); helpers.study defers its
+    # torch-side imports to the methods that need them.
+    code = ("import sys, helpers.config, helpers.model_spec, helpers.criteria, helpers.metrics, helpers.study; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'captum')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_helpers_config_has_no_torch_import_even_inside_a_function():
+    """Device resolution lives in :mod:`helpers.device`; config validates the setting's form only."""
+    names = set()
+    for node in ast.walk(ast.parse((PACKAGE / "config.py").read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module or "")
+    assert not {n for n in names if n.split(".")[0] in ("torch", "torchvision", "captum")}
+    assert "helpers.device" not in names
 
 
 def test_saliency_package_is_a_re_export_face():

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 
 from helpers import criteria, metrics, randomization, saliency
-from helpers.config import ConfigError, Settings, resolve_device
+from helpers.config import ConfigError, Settings
 from helpers.data import DataError, ImageSet, load_eval
+from helpers.device import resolve_device
 from helpers.models import ModelError, contract_from_settings, gradcam_layer, load_model
 from helpers.results import run_fingerprint
 from helpers.saliency import SaliencyError
+from helpers.study import Study
 
 __all__ = ["AuditData", "AuditModel", "AuditResult", "audit_data", "run_audit"]
 
@@ -112,8 +114,6 @@ def audit_data(settings: Settings, *, progress: bool | None = None) -> AuditData
                          "are not explained")
         notes.append(_NO_NETWORK)
         return AuditData(images=images, prior=prior, network=None, notes=notes)
-    from helpers.study import Study
-
     study = Study(settings)
     images = study.explained
     prior = np.repeat(study.average_mask_prior[None], len(images), axis=0)

@@ -16,7 +16,13 @@ from typing import Any, Sequence
 
 import yaml
 
+from helpers.audit._run import run_audit
+from helpers.audit.report import REPORT_NAME, write_audit
 from helpers.config import PRESETS, ConfigError, Settings, _closest, resolve
+from helpers.data import DataError
+from helpers.models import ModelError
+from helpers.randomization import RandomizationError
+from helpers.saliency import SaliencyError
 
 __all__ = ["main", "parse_audit_params", "build_parser"]
 
@@ -80,13 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 done, 2 bad input)."""
-    from helpers.audit._run import run_audit
-    from helpers.audit.report import REPORT_NAME, write_audit
-    from helpers.data import DataError
-    from helpers.models import ModelError
-    from helpers.randomization import RandomizationError
-    from helpers.saliency import SaliencyError
-
     args = build_parser().parse_args(argv)
     start = time.monotonic()
 

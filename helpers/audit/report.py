@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers import criteria
+from helpers import criteria, plots
 from helpers._cache import atomic_write
 
 __all__ = ["write_audit", "report_markdown", "REPORT_NAME"]
@@ -78,10 +79,6 @@ def report_markdown(result, *, files: list[str]) -> str:
 
 def _figures(result, out: Path) -> dict[str, Path]:
     """One scorecard heatmap per rule set (:func:`helpers.plots.scorecard_heatmap`) under ``out/figures``."""
-    import matplotlib.pyplot as plt
-
-    from helpers import plots
-
     paths = {}
     for rules in ("book", "paper"):
         part = result.verdicts[result.verdicts.rules == rules]

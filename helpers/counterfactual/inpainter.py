@@ -94,6 +94,7 @@ from torch import nn
 from helpers._cache import atomic_write, entry_lock, stable_hash
 from helpers._profile import record as record_profile
 from helpers.counterfactual.perturbations import PERTURBATIONS, CounterfactualError, Perturbation, diffusion_fill
+from helpers.device import resolve_device
 
 __all__ = [
     "INPAINTER_VERSION",
@@ -576,7 +577,6 @@ def get_trained_inpainter(settings, data, splits: Mapping[str, Any]) -> tuple[Pa
     InpainterError
         No negative training image, a bad setting, or a corrupted cache entry.
     """
-    from helpers.config import resolve_device
 
     train_idx = np.asarray(splits["train"], dtype=np.int64)
     negatives = train_idx[np.asarray(data.labels)[train_idx] == 0]

@@ -15,6 +15,10 @@ module                 contents
                        on the marker, AUC gap, :func:`judge`
 ``reference``          :func:`paper_reference_verdicts`: the paper's numbers
                        through the paper's rules; :func:`verdict_counts`
+``comparison``         "is A better than B?": :func:`compare_paired`
+                       (paired CI of a per-image difference),
+                       :func:`compare_means`, :func:`compare_auc` (CI overlap
+                       against a reference), :func:`verdict_word`
 =====================  ======================================================
 
 Shared: :func:`summarize` (means with bootstrap CIs), :func:`show` (a
@@ -26,9 +30,17 @@ tables of different runs, :class:`MixedRunsError`).
 
 from __future__ import annotations
 
-from helpers.criteria import agreement, localization, randomization, shortcut
+from helpers.criteria import agreement, comparison, localization, randomization, shortcut
 from helpers.criteria._summary import show, summarize
 from helpers.criteria._similarity import SSIM_SPECS, random_pair_baselines, similarity_rows
+from helpers.criteria.comparison import (
+    COMPARISON_COLUMNS,
+    COMPARISON_VERDICTS,
+    compare_auc,
+    compare_means,
+    compare_paired,
+    verdict_word,
+)
 from helpers.criteria._verdicts import (
     VERDICT_COLUMNS,
     MixedRunsError,
@@ -45,6 +57,13 @@ __all__ = [
     "randomization",
     "agreement",
     "shortcut",
+    "comparison",
+    "COMPARISON_COLUMNS",
+    "COMPARISON_VERDICTS",
+    "compare_paired",
+    "compare_means",
+    "compare_auc",
+    "verdict_word",
     "SSIM_SPECS",
     "similarity_rows",
     "random_pair_baselines",

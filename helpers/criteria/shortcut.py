@@ -11,7 +11,7 @@ so this module measures, with ground truth:
   test set (the marker as correlated with the label as in training) minus
   the AUC on a de-confounded one (every test image twice, with and without
   its marker: marker independent of the label), with a paired bootstrap CI
-  over images;
+  over images (:func:`auc_gap_table`: each model's gap judged against 0);
 * what a **map shows**: :func:`marker_mass_share` (the share of the map's
   mass on the marker) and :func:`marker_pointing` (pointing game: the map's
   maximum on the marker), per image;
@@ -44,7 +44,9 @@ from scipy.ndimage import binary_dilation
 from scipy.stats import rankdata
 
 from helpers import metrics
+from helpers.criteria._similarity import SSIM_SPECS, random_pair_baselines
 from helpers.criteria._verdicts import apply_holm, verdict_frame
+from helpers.criteria.comparison import COMPARISON_COLUMNS, verdict_word
 from helpers.metrics import Verdict
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "RULE_REASON",
     "AUCGap",
     "auc_gap",
+    "auc_gap_table",
     "marker_mass_share",
     "marker_pointing",
     "marker_area_share",
@@ -290,6 +293,47 @@ def auc_gap(labels, confounded_scores, with_marker_scores, without_marker_scores
                   n_bootstrap=n_bootstrap)
 
 
+def auc_gap_table(gaps: Mapping[str, AUCGap]) -> pd.DataFrame:
+    """Each model's AUC gap judged against 0: does its AUC fall once the marker stops predicting the label?
+
+    Parameters
+    ----------
+    gaps : mapping of str to AUCGap
+        :func:`auc_gap` of each model, by model name.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`helpers.criteria.COMPARISON_COLUMNS`, one row per model in
+        order: ``compared`` the model's AUC on the confounded test set,
+        ``against`` its AUC on the de-confounded one, ``statistic``
+        ``"auc_gap"``, ``value``/``ci_low``/``ci_high`` the gap and its paired
+        CI, ``n`` the test images, ``verdict``
+        (:func:`helpers.criteria.comparison.verdict_word` against 0):
+        ``"better"`` (the CI lies above 0: the model scores better when the
+        marker predicts the label, it uses the marker), ``"worse"`` (below 0),
+        ``"not distinguishable"`` (the CI covers 0: no use of the marker is
+        visible), ``"undecided"`` (no CI).
+
+    References
+    ----------
+    .. [1] Zech et al. (2018); DeGrave et al. (2021) (a classifier's AUC falls
+       when the confounder stops predicting the label).
+
+    Examples
+    --------
+    >>> y = np.array([0, 1] * 10); s = y + np.linspace(0, 0.5, 20)
+    >>> auc_gap_table({"honest": auc_gap(y, s, s, s, n_bootstrap=50)})["verdict"].tolist()
+    ['not distinguishable']
+    """
+    rule = ("paired bootstrap CI over images of AUC(confounded) - AUC(de-confounded): better (the model uses the "
+            "marker) if it lies above 0, worse if below 0, otherwise not distinguishable")
+    rows = [dict(compared=f"{name}: confounded", against=f"{name}: de-confounded", statistic="auc_gap", value=g.gap,
+                 ci_low=g.low, ci_high=g.high, p_value=np.nan, n=g.n_images, verdict=verdict_word(g.low, g.high),
+                 rule_text=f"{g.level:.0%} " + rule) for name, g in gaps.items()]
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)).set_index(pd.Index(list(gaps), name="model"))
+
+
 def verdict_reveals(shortcut_share, honest_share, *, shortcut_pointing=None, honest_pointing=None,
                     margin: float = 0.0, level: float = 0.95, n_bootstrap: int = 1000, seed: int = 0) -> Verdict:
     """"Reveals a shortcut" (book rule): do the shortcut model's maps sit on the marker more than the honest model's?
@@ -464,8 +508,6 @@ def trust_verdicts(maps: Mapping[str, np.ndarray], *, masks, prior, architecture
         over the methods of this model. Localization always; randomization
         and repeatability for the methods given.
     """
-    from helpers.criteria._similarity import SSIM_SPECS, random_pair_baselines
-
     masks = np.asarray(masks, dtype=bool)
     ids = [f"image{i}" for i in range(len(masks))]
     prior_maps = np.repeat(np.asarray(prior, dtype=np.float64)[None], len(masks), axis=0)

@@ -42,6 +42,7 @@ from scipy.special import expit
 from helpers.data._resize import tight_box
 from helpers.data._tables import progress_bar
 from helpers.data.errors import DataError
+from helpers.data.imageset import ImageSet
 
 __all__ = ["GENERATOR_VERSION", "MIN_SIZE", "MAX_SIZE", "MARKER_PLACEMENTS", "MARKER_PRESENCES", "DEFAULT_MARKER_SIZE",
            "SyntheticSample", "generate", "labels_and_markers", "synthetic_id"]
@@ -129,8 +130,6 @@ class SyntheticSample:
 
     def to_imageset(self):
         """This sample as an :class:`~helpers.data.imageset.ImageSet` (recorded labels)."""
-        from helpers.data.imageset import ImageSet
-
         return ImageSet(
             images=self.images,
             labels=self.labels,

@@ -24,7 +24,8 @@ module                     contents
                            :func:`average_mask_prior`, :func:`leave_one_out_prior`
 ``statistics``             :func:`bootstrap_ci`, :func:`bootstrap_test`,
                            :func:`paired_bootstrap_diff`,
-                           :func:`wilcoxon_paired`, :func:`holm`, :class:`Verdict`
+                           :func:`wilcoxon_paired`, :func:`roc_auc_ci`,
+                           :func:`holm`, :class:`Verdict`
 ``book_rules``             the book's CI-based rules ``verdict_*``
 ``paper_rules``            Arun et al.'s rules ``paper_*``
 =========================  ==================================================
@@ -71,6 +72,7 @@ from helpers.metrics.similarity import (
 )
 from helpers.metrics.statistics import (
     RULE_SETS,
+    AUCInterval,
     BootstrapCI,
     BootstrapTest,
     Verdict,
@@ -79,6 +81,7 @@ from helpers.metrics.statistics import (
     bootstrap_test,
     holm,
     paired_bootstrap_diff,
+    roc_auc_ci,
     wilcoxon_paired,
 )
 from helpers.metrics.book_rules import (
@@ -144,6 +147,8 @@ __all__ = [
     "bootstrap_ci",
     "paired_bootstrap_diff",
     "wilcoxon_paired",
+    "AUCInterval",
+    "roc_auc_ci",
     "holm",
     "BootstrapTest",
     "bootstrap_test",

@@ -29,10 +29,11 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from scipy import stats
+from sklearn.metrics import roc_auc_score
 
 from helpers.metrics._checks import MetricInputError, as_values
 
@@ -43,6 +44,8 @@ __all__ = [
     "bootstrap_ci",
     "paired_bootstrap_diff",
     "wilcoxon_paired",
+    "AUCInterval",
+    "roc_auc_ci",
     "holm",
     "BootstrapTest",
     "bootstrap_test",
@@ -342,6 +345,89 @@ def wilcoxon_paired(a, b, *, alternative: str = "two-sided", min_pairs: int = 6)
         return WilcoxonResult(np.nan, np.nan, n, n_dropped, alternative, reason)
     result = stats.wilcoxon(x, y, alternative=alternative, zero_method="wilcox")
     return WilcoxonResult(float(result.statistic), float(result.pvalue), n, n_dropped, alternative)
+
+
+class AUCInterval(NamedTuple):
+    """ROC AUC with a bootstrap percentile confidence interval (:func:`roc_auc_ci`)."""
+
+    auc: float
+    low: float
+    high: float
+    level: float
+    n_bootstrap: int
+
+
+def _bootstrap_aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of every row of ``(B, N)`` resampled labels/scores; NaN for a row with one class.
+
+    Written by hand (the Mann-Whitney form ``(R1 - n1 (n1 + 1) / 2) / (n1 n0)``
+    with scipy's average ranks, which equals scikit-learn's ROC AUC including
+    ties) because it is vectorized over the resamples: scikit-learn scores one
+    resample per call, about 1 ms each.
+    """
+    ranks = stats.rankdata(scores, axis=1)
+    n1 = labels.sum(axis=1).astype(np.float64)
+    n0 = labels.shape[1] - n1
+    r1 = np.where(labels == 1, ranks, 0.0).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((n1 > 0) & (n0 > 0), (r1 - n1 * (n1 + 1) / 2) / (n1 * n0), np.nan)
+
+
+def roc_auc_ci(labels, scores, *, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> AUCInterval:
+    """ROC AUC of a classifier's scores (scikit-learn) with a percentile bootstrap CI over images.
+
+    Parameters
+    ----------
+    labels : array_like (N,) of {0, 1}
+    scores : array_like (N,)
+        Higher means class 1.
+    n_bootstrap : int, optional
+        Resamples (with replacement) of the N images. Resamples that miss a
+        class have no AUC and are skipped; at least half must be usable.
+    seed : int, optional
+        Seed of ``numpy.random.default_rng``: same seed, same interval.
+    level : float, optional
+        Coverage of the interval (default 0.95).
+
+    Returns
+    -------
+    AUCInterval
+        ``auc, low, high, level, n_bootstrap``.
+
+    Raises
+    ------
+    MetricInputError
+        Lengths differ, a class is missing, too few resamples hold both
+        classes, or ``level``/``n_bootstrap`` invalid.
+
+    References
+    ----------
+    .. [1] Efron, B., Tibshirani, R. J. (1993). An Introduction to the
+       Bootstrap, ch. 13 (percentile interval).
+    """
+    y = np.asarray(labels).astype(np.int64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise MetricInputError(f"roc_auc_ci: {y.size} labels but {s.size} scores")
+    if not set(np.unique(y).tolist()) == {0, 1}:
+        raise MetricInputError(f"roc_auc_ci needs labels of both classes 0 and 1, got {sorted(set(y.tolist()))}")
+    if not (0 < level < 1) or int(n_bootstrap) < 1:
+        raise MetricInputError(f"roc_auc_ci needs 0 < level < 1 and n_bootstrap >= 1, got level={level!r}, "
+                               f"n_bootstrap={n_bootstrap!r}")
+    auc = float(roc_auc_score(y, s))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for start in range(0, int(n_bootstrap), 256):  # chunks bound the memory of (resamples, N) arrays
+        idx = rng.integers(0, y.size, (min(256, int(n_bootstrap) - start), y.size))
+        draws.append(_bootstrap_aucs(y[idx], s[idx]))
+    draws = np.concatenate(draws)
+    draws = draws[np.isfinite(draws)]
+    if draws.size < max(1, int(n_bootstrap) // 2):
+        raise MetricInputError(f"roc_auc_ci: too few resamples contain both classes ({draws.size} of {n_bootstrap}); "
+                               "the set is too small")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return AUCInterval(auc=auc, low=float(low), high=float(high), level=float(level), n_bootstrap=int(n_bootstrap))
 
 
 def holm(pvalues) -> np.ndarray:

@@ -52,6 +52,7 @@ import torchvision
 from helpers._cache import atomic_write, atomic_write_bytes, entry_lock, set_aside, stable_hash
 from helpers._profile import record as record_profile
 from helpers._weights import WeightsIntegrityError, read_checked_state_dict, state_dict_payload
+from helpers.device import resolve_device
 from helpers.models._errors import CacheCorruptError, CacheWarning, ModelError
 from helpers.models.training import Augmentation, fit, predict_proba, roc_auc_ci
 from helpers.models.zoo import ARCHITECTURES, build, file_sha256
@@ -366,8 +367,6 @@ def get_trained(
         on_corrupt = "recompute"
     if on_corrupt not in ("recompute", "raise"):
         raise ModelError(f"on_corrupt must be 'recompute' or 'raise', got {on_corrupt!r}")
-    from helpers.config import resolve_device
-
     key, inputs = cache_key(settings, data, splits, architecture=architecture, replicate=replicate, label_mode=label_mode)
     idx = {name: np.asarray(splits[name]).astype(np.int64) for name in _SPLITS}
     device = resolve_device(settings.device)

@@ -47,7 +47,7 @@ import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -55,6 +55,11 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
+from helpers._cache import CorruptCacheWarning, atomic_write, set_aside
+from helpers.device import resolve_device
+from helpers.metrics import MetricInputError
+from helpers.metrics.statistics import AUCInterval, _bootstrap_aucs  # noqa: F401 (re-exported: helpers.models, its tests)
+from helpers.metrics.statistics import roc_auc_ci as _metrics_roc_auc_ci
 from helpers.models._errors import ModelError
 
 __all__ = [
@@ -198,16 +203,6 @@ class TrainingResult:
         return asdict(self)
 
 
-class AUCInterval(NamedTuple):
-    """ROC AUC with a bootstrap percentile confidence interval."""
-
-    auc: float
-    low: float
-    high: float
-    level: float
-    n_bootstrap: int
-
-
 def balanced_class_weights(labels: np.ndarray | Tensor, *, num_classes: int = 2) -> Tensor:
     """``n / (num_classes * count_c)`` per class (scikit-learn's "balanced" weights), as a float32 tensor.
 
@@ -264,12 +259,6 @@ def _unpack(data: Any, *, what: str) -> tuple[Tensor, Tensor, Tensor]:
     if not bool((labels == 0).any() and (labels == 1).any()):
         raise ModelError(f"{what} must contain both classes (ROC AUC and class weights need them); got only class {int(labels[0])}")
     return images, labels, masks
-
-
-def _resolve_device(device: Any) -> torch.device:
-    from helpers.config import resolve_device
-
-    return device if isinstance(device, torch.device) else resolve_device(str(device))
 
 
 @contextlib.contextmanager
@@ -459,7 +448,7 @@ def fit(
         raise ModelError(f"augment must be True, False or an Augmentation, got {augment!r}")
     if loss is None:
         loss = functools.partial(classification_loss, class_weights=balanced_class_weights(train_labels))
-    device = _resolve_device(device)
+    device = resolve_device(device)
     seed = int(seed)
     name = getattr(model, "architecture", type(model).__name__)
 
@@ -595,8 +584,6 @@ def fit(
 
 def _write_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     """``torch.save`` ``payload`` to ``path`` atomically."""
-    from helpers._cache import atomic_write
-
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -608,8 +595,6 @@ def _read_checkpoint(path: str | os.PathLike, signature: dict) -> dict | None:
     ModelError
         The checkpoint belongs to another fit (its signature differs).
     """
-    from helpers._cache import CorruptCacheWarning, set_aside
-
     path = os.fspath(path)
     if not os.path.exists(path):
         return None
@@ -651,7 +636,7 @@ def predict_proba(model: nn.Module, images: Any, *, batch_size: int = 64, device
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
-    device = _resolve_device(device)
+    device = resolve_device(device)
     model.to(device)
     logits = _logits(model, tensor, batch_size=int(batch_size), device=device)
     if logits.ndim != 2 or logits.shape[1] != 2:
@@ -659,72 +644,18 @@ def predict_proba(model: nn.Module, images: Any, *, batch_size: int = 64, device
     return torch.softmax(logits.double(), dim=1)[:, 1].numpy()
 
 
-def _bootstrap_aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC AUC of every row of ``(B, N)`` resampled labels/scores; NaN for a row with one class.
-
-    Written by hand (the Mann-Whitney form ``(R1 - n1 (n1 + 1) / 2) / (n1 n0)``
-    with scipy's average ranks, which equals scikit-learn's ROC AUC including
-    ties) because it is vectorized over the resamples: scikit-learn scores one
-    resample per call, about 1 ms each.
-    """
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores, axis=1)
-    n1 = labels.sum(axis=1).astype(np.float64)
-    n0 = labels.shape[1] - n1
-    r1 = np.where(labels == 1, ranks, 0.0).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((n1 > 0) & (n0 > 0), (r1 - n1 * (n1 + 1) / 2) / (n1 * n0), np.nan)
-
-
 def roc_auc_ci(labels: Any, scores: Any, *, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> AUCInterval:
-    """ROC AUC (scikit-learn) with a percentile bootstrap confidence interval over images.
+    """ROC AUC with a percentile bootstrap CI over images: :func:`helpers.metrics.roc_auc_ci` raising :class:`ModelError`.
 
-    Parameters
-    ----------
-    labels : array (N,) of {0, 1}
-    scores : array (N,)
-        Higher means class 1.
-    n_bootstrap : int, optional
-        Resamples (with replacement) of the N images. Resamples that miss a
-        class have no AUC and are skipped; at least half must be usable.
-    seed : int, optional
-    level : float, optional
-        Coverage of the interval (default 0.95).
-
-    Returns
-    -------
-    AUCInterval
-        ``auc, low, high, level, n_bootstrap``.
+    The computation lives in :mod:`helpers.metrics` (no torch), where
+    :mod:`helpers.criteria` uses it too; this face keeps the models' error type.
 
     Raises
     ------
     ModelError
         Lengths differ, a class is missing, or ``level``/``n_bootstrap`` invalid.
-
-    References
-    ----------
-    .. [1] Efron, B., Tibshirani, R. J. (1993). An Introduction to the
-       Bootstrap, ch. 13 (percentile interval).
     """
-    y = np.asarray(labels).astype(np.int64).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        raise ModelError(f"roc_auc_ci: {y.size} labels but {s.size} scores")
-    if not set(np.unique(y).tolist()) == {0, 1}:
-        raise ModelError(f"roc_auc_ci needs labels of both classes 0 and 1, got {sorted(set(y.tolist()))}")
-    if not (0 < level < 1) or int(n_bootstrap) < 1:
-        raise ModelError(f"roc_auc_ci needs 0 < level < 1 and n_bootstrap >= 1, got level={level!r}, n_bootstrap={n_bootstrap!r}")
-    auc = float(roc_auc_score(y, s))
-    rng = np.random.default_rng(seed)
-    draws = []
-    for start in range(0, int(n_bootstrap), 256):  # chunks bound the memory of (resamples, N) arrays
-        idx = rng.integers(0, y.size, (min(256, int(n_bootstrap) - start), y.size))
-        draws.append(_bootstrap_aucs(y[idx], s[idx]))
-    draws = np.concatenate(draws)
-    draws = draws[np.isfinite(draws)]
-    if draws.size < max(1, int(n_bootstrap) // 2):
-        raise ModelError(f"roc_auc_ci: too few resamples contain both classes ({draws.size} of {n_bootstrap}); the set is too small")
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return AUCInterval(auc=auc, low=float(low), high=float(high), level=float(level), n_bootstrap=int(n_bootstrap))
+    try:
+        return _metrics_roc_auc_ci(labels, scores, n_bootstrap=n_bootstrap, seed=seed, level=level)
+    except MetricInputError as error:
+        raise ModelError(str(error)) from None

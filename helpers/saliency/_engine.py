@@ -44,6 +44,7 @@ import torch
 # message is silenced.
 warnings.filterwarnings("ignore", message="IProgress not found", category=Warning)
 from captum.attr import Saliency  # noqa: E402
+from captum.attr._utils.approximation_methods import SUPPORTED_METHODS, approximation_parameters  # noqa: E402
 from torch import Tensor, nn
 
 from helpers.saliency._errors import SaliencyError
@@ -241,8 +242,6 @@ def quadrature(rule: str, n_steps: int, *, label: str) -> tuple[list[float], lis
     that Captum's ``riemann_trapezoid`` gives weights that sum to
     ``1 - 1/n``, not 1.
     """
-    from captum.attr._utils.approximation_methods import SUPPORTED_METHODS, approximation_parameters
-
     if rule == "paper":
         return paper_rule(n_steps)
     if rule not in SUPPORTED_METHODS:

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
+from helpers.models import gradcam_layer
 from helpers.saliency import _engine as E
 from helpers.saliency._errors import SaliencyError
 from helpers.saliency.guided_backprop import check_guided, _guided_backprop
@@ -69,8 +70,6 @@ UPSAMPLE_MODES = ("bilinear", "tf1")
 def resolve_layer(model: nn.Module, layer: str | None, *, label: str) -> nn.Module:
     """The module GradCAM explains: ``helpers.models.gradcam_layer(model)`` or the submodule named ``layer``."""
     if layer is None:
-        from helpers.models import gradcam_layer
-
         try:
             return gradcam_layer(model)
         except ValueError as exc:

@@ -25,6 +25,7 @@ import weakref
 from captum.attr import GuidedBackprop
 from torch import Tensor, nn
 
+from helpers.models import count_relu_calls
 from helpers.saliency import _engine as E
 from helpers.saliency._errors import SaliencyError
 
@@ -43,8 +44,6 @@ def check_guided(model: nn.Module, images: Tensor) -> None:
     """
     if _CHECKED.get(model):
         return
-    from helpers.models import count_relu_calls
-
     calls = count_relu_calls(model, images[:1])
     name = getattr(model, "architecture", type(model).__name__)
     note = getattr(model, "relu_note", "")  # why a model given by the user cannot be guided (helpers.models.external)

@@ -55,6 +55,7 @@ import threading
 from typing import Sequence
 
 import numpy as np
+import torch
 from saliency.core import xrai as _pair_xrai
 from torch import Tensor, nn
 
@@ -146,8 +147,6 @@ def segments(image: np.ndarray, *, digest: bytes | None = None) -> list[np.ndarr
     """
     image = np.asarray(image, dtype=np.float32)
     if digest is None:
-        import torch
-
         digest = E.image_digests(torch.as_tensor(image)[None])[0]
     cached = _CACHE.get(digest)
     if cached is not None:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import models
 from helpers.trainable.head import DEFAULT_POOLING, DEFAULT_SHARPNESS, EvidenceHead, TrainableConfigError
 
 __all__ = ["SelfExplainingClassifier", "build_self_explaining", "truncate_at", "HEAD_SUFFIX"]
@@ -337,8 +338,6 @@ def build_self_explaining(
     SelfExplainingClassifier
         With ``architecture == architecture + "+saliency-head"``.
     """
-    from helpers import models  # lazy: helpers.models may import the saliency package
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         base = models.build(architecture, seed=int(seed), **build_options)

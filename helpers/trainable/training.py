@@ -19,9 +19,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from helpers import models
 from helpers._cache import entry_lock, stable_hash
 from helpers._profile import record as record_profile
 from helpers._weights import load_checked_entry, write_entry
+from helpers.device import resolve_device
+from helpers.models.training import balanced_class_weights, fit
 from helpers.trainable.head import DEFAULT_POOLING, DEFAULT_SHARPNESS, TrainableConfigError
 from helpers.trainable.model import SelfExplainingClassifier, build_self_explaining
 from helpers.trainable.supervision import DEFAULT_BOX_WEIGHT, box_subset, supervision_seed, trainable_loss
@@ -124,10 +127,6 @@ def get_trained_self_explaining(
         Bad fraction or pooling, or (``on_corrupt="raise"``) a corrupt cache
         entry (named, with the fix).
     """
-    from helpers import models  # lazy: keeps ``import helpers.trainable`` light
-    from helpers.config import resolve_device
-    from helpers.models.training import balanced_class_weights, fit
-
     box_fraction = float(box_fraction)
     train_idx = np.asarray(splits["train"], dtype=np.int64)
     val_idx = np.asarray(splits["val"], dtype=np.int64)

@@ -94,6 +94,20 @@ def test_auc_gap_is_zero_for_a_model_blind_to_the_marker_and_large_for_one_that_
             assert reads.confounded > 0.95 and reads.confounded_low <= reads.confounded <= reads.confounded_high
 
 
+def test_auc_gap_table_judges_each_gap_against_zero():
+    y = np.array([0, 1] * 20)
+    noise = np.linspace(0, 0.5, 40)
+    honest = y + noise  # the marker changes nothing it sees: gap 0
+    reads = sc.auc_gap(y, y + noise, np.ones(40) + noise[::-1], noise[::-1], n_bootstrap=300)  # AUC 1 -> about 0.5
+    inverted = sc.auc_gap(y, 1 - y + noise, honest, honest, n_bootstrap=300)  # confounded AUC 0, de-confounded 1
+    gaps = {"honest": sc.auc_gap(y, honest, honest, honest, n_bootstrap=300), "shortcut": reads, "inverted": inverted}
+    table = sc.auc_gap_table(gaps)
+    assert list(table.index) == ["honest", "shortcut", "inverted"]
+    assert list(table.verdict) == ["not distinguishable", "better", "worse"]
+    assert table.loc["shortcut", "value"] == reads.gap and table.loc["shortcut", "ci_low"] == reads.low
+    assert table.loc["honest", "against"] == "honest: de-confounded" and (table.n == 40).all()
+
+
 def test_auc_matches_sklearn_with_ties():
     from sklearn.metrics import roc_auc_score
 

@@ -221,3 +221,17 @@ def test_holm_on_a_known_case():
     assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
     # at alpha 0.05 only the two smallest are rejected, where unadjusted all four would be
     assert list(adjusted < 0.05) == [True, False, False, True]
+
+
+def test_roc_auc_ci_lives_in_metrics_and_models_keeps_its_error_type():
+    from helpers import metrics
+    from helpers.models import ModelError
+    from helpers.models import roc_auc_ci as models_roc_auc_ci
+
+    y, s = [0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]
+    ci = metrics.roc_auc_ci(y, s, n_bootstrap=300, seed=0)
+    assert ci.auc == 0.75 and ci.low <= 0.75 <= ci.high and ci == models_roc_auc_ci(y, s, n_bootstrap=300, seed=0)
+    with pytest.raises(metrics.MetricInputError, match="both classes"):
+        metrics.roc_auc_ci([1, 1], [0.2, 0.3])
+    with pytest.raises(ModelError, match="3 labels but 2 scores"):
+        models_roc_auc_ci([0, 1, 1], [0.2, 0.3])

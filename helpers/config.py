@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from helpers.model_spec import ModelSpecError, normalization_name, parse_model_spec
+from helpers.names import ARCHITECTURES, BATCHNORM_RULES, REINIT_RULES
 
 __all__ = [
     "ConfigError",
@@ -550,20 +551,15 @@ def _validate(s: Settings) -> None:
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled:
             raise ConfigError(f"{name} must be distinct; {doubled} appear(s) more than once in {list(names)}")
-    # Names are checked against the registries lazily, to keep this module
-    # importable without torch.
-    from helpers.models import ARCHITECTURES  # noqa: WPS433
-    from helpers.saliency import METHODS  # noqa: WPS433
-
+    # Architecture names are plain constants (helpers.names); saliency method names can come from plugins and
+    # are checked where the registry is loaded (helpers.saliency.registry.check_method_settings, called by Study).
     for arch in s.architectures:
         if arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {arch!r}; valid architectures: {', '.join(ARCHITECTURES)}.{_closest(arch, ARCHITECTURES)}")
-    for m in s.methods:
-        if m not in METHODS:
-            raise ConfigError(f"unknown saliency method {m!r}; valid methods: {', '.join(METHODS)}.{_closest(m, METHODS)}")
-    for m in s.method_settings:
-        if m not in METHODS:
-            raise ConfigError(f"method_settings names unknown method {m!r}; valid methods: {', '.join(METHODS)}")
+    for m in (*s.methods, *s.method_settings, *s.shortcut_costly_methods):
+        if not isinstance(m, str) or not m:
+            raise ConfigError(f"saliency method names must be non-empty strings, got {m!r} (parameters 'methods', "
+                              "'method_settings', 'shortcut_costly_methods')")
     if not (0.0 < float(s.positive_fraction) < 1.0):
         raise ConfigError(f"positive_fraction must lie in (0, 1), got {s.positive_fraction!r}")
     if not isinstance(s.method_settings, Mapping) or not all(isinstance(v, Mapping) for v in s.method_settings.values()):
@@ -574,8 +570,6 @@ def _validate(s: Settings) -> None:
 
 def _validate_randomization(s: Settings) -> None:
     """Checks of the randomization-test block of :class:`Settings`."""
-    from helpers.randomization import BATCHNORM_RULES, REINIT_RULES  # noqa: WPS433
-
     if s.randomization_init not in REINIT_RULES:
         raise ConfigError(f"unknown randomization_init {s.randomization_init!r}; valid: {', '.join(REINIT_RULES)}."
                           f"{_closest(str(s.randomization_init), REINIT_RULES)}")
@@ -621,11 +615,6 @@ def _validate_shortcut(s: Settings) -> None:
     noise = s.shortcut_label_noise
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0.0 <= float(noise) <= 0.5:
         raise ConfigError(f"shortcut_label_noise must be a number in [0, 0.5] (0: no label-noise model), got {noise!r}")
-    from helpers.saliency import METHODS  # noqa: WPS433
-
-    unknown = [m for m in s.shortcut_costly_methods if m not in METHODS]
-    if unknown:
-        raise ConfigError(f"shortcut_costly_methods names unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
 
 
 def _normalization(value: Any) -> str:
@@ -692,8 +681,3 @@ def require_two_architectures(settings: Settings, *, chapter: str = "04_reproduc
         raise ConfigError(f"{chapter} compares two different architectures, but architectures={list(settings.architectures)} "
                           f"names {len(distinct)}; pass two, e.g. --param architectures=[smallcnn,resnet18]")
     return distinct[0], distinct[1]
-
-
-def env_threads() -> int:
-    """Number of CPU threads torch should use (all cores unless OMP_NUM_THREADS says otherwise)."""
-    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))

@@ -445,6 +445,9 @@ def plan(settings: Settings, *, chapters: Sequence[str] | None = None, chunk_siz
     PrecomputeError
         An unknown chapter or a chunk size below 1.
     """
+    from helpers.saliency.registry import check_method_settings  # the registry (torch side), as Study checks it
+
+    check_method_settings(settings)
     chapters = list(CHAPTER_REQUESTS) if chapters is None else list(chapters)
     unknown = [c for c in chapters if c not in CHAPTER_REQUESTS]
     if unknown:

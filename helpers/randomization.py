@@ -81,6 +81,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
+from helpers.names import BATCHNORM_RULES as _BATCHNORM_RULES
+from helpers.names import REINIT_RULES as _REINIT_RULES
+
 __all__ = [
     "RandomizationError",
     "Block",
@@ -206,7 +209,8 @@ MODES = ("cascading", "independent")
 #: * ``"normal"``: weights ~ N(0, :data:`NORMAL_STD`²), zero biases;
 #: * ``"kaiming_normal"``: He-normal weights (``fan_out``, ReLU gain) for every
 #:   architecture, zero biases.
-REINIT_RULES = ("architecture", "reset_parameters", "glorot_uniform", "normal", "kaiming_normal")
+#: (The tuple lives in :mod:`helpers.names`, which config checks without torch.)
+REINIT_RULES = _REINIT_RULES
 
 #: What happens to the batch-norm layers of a randomized block.
 #:
@@ -220,7 +224,7 @@ REINIT_RULES = ("architecture", "reset_parameters", "glorot_uniform", "normal", 
 #:   normalizes with statistics that no data produced;
 #: * ``"keep"``: running statistics and affine γ/β untouched (learned
 #:   parameters stay inside a "randomized" block).
-BATCHNORM_RULES = ("reset_affine", "reset_all", "keep")
+BATCHNORM_RULES = _BATCHNORM_RULES
 
 #: Standard deviation of ``reinit="normal"``.
 NORMAL_STD = 0.01

@@ -93,7 +93,9 @@ class Study:
 
     def __init__(self, settings: Settings) -> None:
         from helpers.device import resolve_device  # torch side, like every such import here
+        from helpers.saliency.registry import check_method_settings
 
+        check_method_settings(settings)  # method names (plugins included) are checked where the registry is loaded
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.cache_dir = Path(settings.cache_dir)

@@ -33,7 +33,6 @@ def test_paper_preset_is_the_papers_setting():
         (dict(imagesize=64), "unknown parameter 'imagesize'"),
         (dict(dataset="nih"), "valid datasets: synthetic, rsna, siim, folder"),
         (dict(architectures=["resnet181"]), "unknown architecture 'resnet181'"),
-        (dict(methods=["GRADCAM"]), "unknown saliency method 'GRADCAM'"),
         (dict(image_size=8), "image_size must be between"),
         (dict(n_images=0), "n_images must be a positive integer"),
         (dict(device="tpu"), "unknown device 'tpu'"),
@@ -188,3 +187,21 @@ def test_overrides_reach_every_settings_field_and_a_name_given_twice_is_refused(
         merge_overrides({}, ["epochs", 3])
     with pytest.raises(ConfigError, match="unknown parameter 'epoch'"):
         Study.from_parameters("smoke", overrides={"epoch": 2})
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(methods=["GRADCAM"]), "parameter 'methods': unknown saliency method 'GRADCAM'.*Did you mean 'GRAD'"),
+        (dict(method_settings={"SMOOTHGRAD": {"n_samples": 2}}), "parameter 'method_settings' names unknown method"),
+        (dict(shortcut_costly_methods=["XRA"]), "parameter 'shortcut_costly_methods' names unknown method"),
+    ],
+)
+def test_unknown_method_names_are_refused_where_the_registry_is_loaded(tmp_path, kwargs, fragment):
+    settings = resolve("smoke", cache_dir=str(tmp_path / "c"), results_dir=str(tmp_path / "r"), **kwargs)  # no torch
+    from helpers.study import Study
+
+    with pytest.raises(ConfigError, match=fragment):
+        Study(settings)
+    with pytest.raises(ConfigError, match="non-empty strings"):
+        resolve("smoke", methods=["GRAD", ""])

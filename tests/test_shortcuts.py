@@ -63,8 +63,10 @@ def test_design_names_and_checks():
     assert len(d.models) + d.replicates - 1 <= 5  # the chapter's budget: at most five classifiers on default
     with pytest.raises(ConfigError, match="start with 0"):
         resolve("smoke", shortcut_correlations=[0.5, 1.0])
-    with pytest.raises(ConfigError, match="shortcut_costly_methods"):
-        resolve("smoke", shortcut_costly_methods=["NOPE"])
+    from helpers.saliency.registry import check_method_settings
+
+    with pytest.raises(ConfigError, match="shortcut_costly_methods"):  # checked where the registry is loaded
+        check_method_settings(resolve("smoke", shortcut_costly_methods=["NOPE"]))
 
 
 # ---------------------------------------------------------------- TRAINABLE and the U-Net

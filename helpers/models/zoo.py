@@ -52,6 +52,7 @@ from torchvision.models import inception as _tv_inception
 from torchvision.models import resnet as _tv_resnet
 
 from helpers.models._errors import ModelError
+from helpers.names import ARCHITECTURES as _ARCHITECTURES
 from helpers.models.relu import BasicBlock, BasicConv2d, Bottleneck, make_relus_non_inplace
 
 __all__ = [
@@ -72,8 +73,8 @@ __all__ = [
     "initialize",
 ]
 
-#: Architectures :func:`build` knows.
-ARCHITECTURES = ("smallcnn", "resnet18", "resnet50", "densenet121", "inception_v3")
+#: Architectures :func:`build` knows (defined in :mod:`helpers.names`, which config checks without torch).
+ARCHITECTURES = _ARCHITECTURES
 
 #: Smallest square input (pixels) on which each architecture's forward pass
 #: runs (measured with torchvision 0.29): InceptionV3's unpadded stem and

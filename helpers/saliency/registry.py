@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from helpers._cache import stable_hash
+from helpers.config import ConfigError
 from helpers.saliency._errors import RegistryError, UnknownMethodError, UnknownSettingError
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "methods",
     "PLUGINS",
     "load_plugins",
+    "check_method_settings",
 ]
 
 #: How a raw attribution becomes a ``[0, 1]`` map (see :mod:`helpers.saliency.postprocess`).
@@ -237,6 +239,41 @@ def methods() -> tuple[str, ...]:
     """Snapshot of the registered method names, in registration order."""
     load_plugins()
     return tuple(REGISTRY)
+
+
+def check_method_settings(settings: Any) -> None:
+    """Check that every saliency method a :class:`helpers.config.Settings` names is registered.
+
+    Methods can come from plugins (:func:`load_plugins`), so the names are
+    checked here, where the registry is loaded, and not by
+    :func:`helpers.config.resolve` (which imports no torch).
+    :class:`helpers.study.Study` calls this when it is built.
+
+    Parameters
+    ----------
+    settings : helpers.config.Settings
+        Its ``methods``, the keys of ``method_settings`` and
+        ``shortcut_costly_methods`` are checked.
+
+    Raises
+    ------
+    helpers.config.ConfigError
+        A name that is not registered; the message names the parameter, the
+        registered methods and the closest one.
+    """
+    names = methods()
+    for m in settings.methods:
+        if m not in names:
+            raise ConfigError(f"parameter 'methods': unknown saliency method {m!r}; valid methods: "
+                              f"{', '.join(names)}{_closest(m, names)}")
+    for m in settings.method_settings:
+        if m not in names:
+            raise ConfigError(f"parameter 'method_settings' names unknown method {m!r}; valid methods: "
+                              f"{', '.join(names)}{_closest(m, names)}")
+    unknown = [m for m in settings.shortcut_costly_methods if m not in names]
+    if unknown:
+        raise ConfigError(f"parameter 'shortcut_costly_methods' names unknown method(s) {unknown}; valid: "
+                          f"{', '.join(names)}")
 
 
 def get(name: str) -> MethodSpec:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,8 @@ from helpers.data.errors import DataError
 
 __all__ = [
     "MIN_SOURCE_SIZE",
+    "Allocator",
+    "zeros_allocator",
     "read_table",
     "BoxAnnotation",
     "parse_boxes",
@@ -33,6 +36,15 @@ __all__ = [
 #: Below it the annotations say little: a box or region blown up to the working size covers most of the image
 #: (a 1 x 1 image becomes a 100 % mask). The book's smallest working size is 32 too.
 MIN_SOURCE_SIZE = 32
+
+#: ``allocate(name, shape, dtype)``: the zero-filled ``"images"`` / ``"masks"`` array a loader decodes into.
+Allocator = Callable[[str, tuple, Any], np.ndarray]
+
+
+def zeros_allocator(name: str, shape: tuple, dtype: Any) -> np.ndarray:
+    """The loaders' default :data:`Allocator`: arrays in memory (``numpy.zeros``)."""
+    return np.zeros(shape, dtype)
+
 
 #: Strings pandas reads as missing by default; the loaders keep them for the number columns only, so that an
 #: id spelled ``NA``, ``null``, ``None`` or ``nan`` stays that id.

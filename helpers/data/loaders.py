@@ -312,18 +312,42 @@ def _real_entry(cache_dir, kind: str, size: int, key: str) -> tuple[Path, Path, 
     return base.with_name(base.name + ".npz"), base.with_name(base.name + ".images.npy"), base.with_name(base.name + ".masks.npy")
 
 
-def _save_real(files: tuple[Path, Path, Path], data: ImageSet, key: str) -> None:
-    record, images_file, masks_file = files
-    # The arrays first, the record (with the key and the fingerprint that checks them) last: a crash in between
-    # leaves a record absent or stale, which fails its check and is rebuilt.
-    def array_writer(array: np.ndarray):
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as handle:  # a handle: np.save would append ".npy" to a path
-                np.save(handle, array, allow_pickle=False)
-        return write
+def _decode_real(loader, files: tuple[Path, Path, Path], key: str, data_dir: Path, **options: Any) -> None:
+    """Decode with ``loader`` straight into the entry's ``.npy`` files, then write its record.
 
-    atomic_write(images_file, array_writer(np.ascontiguousarray(data.images, dtype="<f4")))
-    atomic_write(masks_file, array_writer(np.ascontiguousarray(data.masks)))
+    The images and masks are decoded into memory maps on temporary files
+    beside the entry (:func:`numpy.lib.format.open_memmap`), so that the full
+    RSNA set at 320 px (about 11 GB of float32 pixels and 2.7 GB of masks) is
+    never held in memory; the files are renamed into place when complete,
+    the record (with the key and the fingerprint that checks them) last. A
+    crash leaves no entry or a stale record, which fails its check and is
+    rebuilt; the temporary files are removed.
+    """
+    record, images_file, masks_file = files
+    images_file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = {"images": images_file.with_name(f".{images_file.name}.{os.getpid()}.tmp"),
+                 "masks": masks_file.with_name(f".{masks_file.name}.{os.getpid()}.tmp")}
+
+    def allocate(name: str, shape: tuple, dtype: Any) -> np.ndarray:
+        return np.lib.format.open_memmap(temporary[name], mode="w+", dtype=np.dtype(dtype).newbyteorder("<"),
+                                         shape=shape)
+
+    try:
+        built = loader(data_dir, allocate=allocate, **options)
+        for array in (built.images, built.masks):
+            if isinstance(array, np.memmap):
+                array.flush()
+        os.replace(temporary["images"], images_file)
+        os.replace(temporary["masks"], masks_file)
+        _save_record(record, built, key)  # the fingerprint is read through the memory maps (now of the entry's files)
+        del built
+    finally:
+        for path in temporary.values():
+            path.unlink(missing_ok=True)
+
+
+def _save_record(record: Path, data: ImageSet, key: str) -> None:
+    """The entry's record: key, labels, boxes, ids, source and the fingerprint of the arrays."""
     boxes = np.concatenate([b.reshape(-1, 4) for b in data.boxes] or [np.zeros((0, 4))]).astype(np.float64)
 
     def write(tmp: Path) -> None:
@@ -377,11 +401,9 @@ def _load_real_cached(kind: str, data_dir: Path, *, image_size: int, limit: int 
     with entry_lock(files[0]):  # chapters run side by side: one decodes, the others wait and read
         data = _try_read_real(files, key, data_dir)
         if data is None:
-            loader = _REAL_LOADERS[kind]
-            built = loader(data_dir, image_size=image_size, sample=limit, sample_seed=seed, progress=progress)
-            _save_real(files, built, key)
-            del built  # returned memory-mapped instead: the decoded arrays are not held twice
-            data = _read_real(files, key)
+            _decode_real(_REAL_LOADERS[kind], files, key, data_dir, image_size=image_size, sample=limit,
+                         sample_seed=seed, progress=progress)
+            data = _read_real(files, key)  # memory-mapped: the decoded arrays are never held in memory
     return data
 
 

@@ -31,6 +31,8 @@ import numpy as np
 
 from helpers.data._resize import boxes_mask, resize_image, scale_boxes
 from helpers.data._tables import (
+    Allocator,
+    zeros_allocator,
     MIN_SOURCE_SIZE,
     check_boxes_inside,
     check_image_size,
@@ -68,6 +70,7 @@ def load_rsna(
     sample_seed: int = 0,
     progress: bool | None = None,
     min_source_size: int = MIN_SOURCE_SIZE,
+    allocate: Allocator | None = None,
 ) -> ImageSet:
     """Load RSNA Pneumonia images with their box annotations.
 
@@ -97,6 +100,11 @@ def load_rsna(
     min_source_size : int, optional
         Smallest short side, in pixels, of a source image
         (:data:`helpers.data._tables.MIN_SOURCE_SIZE`, 32); a smaller image is refused.
+    allocate : callable, optional
+        ``allocate(name, shape, dtype)`` returns the zero-filled ``"images"``
+        and ``"masks"`` arrays the images are decoded into (default
+        ``numpy.zeros``); :func:`helpers.data.load` passes memory maps on
+        files, so a large dataset is decoded straight to disk.
 
     Returns
     -------
@@ -161,8 +169,9 @@ def load_rsna(
         annotations = {i: annotations[i] for i in kept}
 
     n = len(annotations)
-    images = np.zeros((n, size, size), np.float32)
-    masks = np.zeros((n, size, size), bool)
+    allocate = allocate or zeros_allocator
+    images = allocate("images", (n, size, size), np.float32)
+    masks = allocate("masks", (n, size, size), np.bool_)
     labels = np.zeros(n, np.int64)
     boxes: list[np.ndarray] = []
     ids = list(annotations)

@@ -28,6 +28,8 @@ import numpy as np
 
 from helpers.data._resize import resize_image, resize_mask, tight_box
 from helpers.data._tables import (
+    Allocator,
+    zeros_allocator,
     MIN_SOURCE_SIZE,
     check_image_size,
     check_limit,
@@ -57,6 +59,7 @@ def load_siim(
     sample_seed: int = 0,
     progress: bool | None = None,
     min_source_size: int = MIN_SOURCE_SIZE,
+    allocate: Allocator | None = None,
 ) -> ImageSet:
     """Load SIIM-ACR Pneumothorax images with their segmentation masks.
 
@@ -85,6 +88,11 @@ def load_siim(
     min_source_size : int, optional
         Smallest short side, in pixels, of a source image
         (:data:`helpers.data._tables.MIN_SOURCE_SIZE`, 32); a smaller image is refused.
+    allocate : callable, optional
+        ``allocate(name, shape, dtype)`` returns the zero-filled ``"images"``
+        and ``"masks"`` arrays the images are decoded into (default
+        ``numpy.zeros``); :func:`helpers.data.load` passes memory maps on
+        files, so a large dataset is decoded straight to disk.
 
     Returns
     -------
@@ -129,8 +137,9 @@ def load_siim(
     index = find_files(data_dir, (".dcm",))
 
     n = len(rows)
-    images = np.zeros((n, size, size), np.float32)
-    masks = np.zeros((n, size, size), bool)
+    allocate = allocate or zeros_allocator
+    images = allocate("images", (n, size, size), np.float32)
+    masks = allocate("masks", (n, size, size), np.bool_)
     labels = np.zeros(n, np.int64)
     boxes: list[np.ndarray] = []
     patient_ids: list[str] = []

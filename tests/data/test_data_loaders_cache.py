@@ -235,3 +235,45 @@ def test_the_evaluation_set_is_cached_too_and_ignores_limit(tmp_path, monkeypatc
     assert len(first) == 12  # every image of the evaluation folder
     _forbid_decodes(monkeypatch, "folder")
     _assert_same(first, load_eval(s, progress=False))
+
+
+@pytest.mark.parametrize("dataset", ["rsna", "siim", "folder"], indirect=True)
+def test_the_first_decode_writes_into_memory_maps_not_into_memory(dataset, tmp_path, monkeypatch):
+    """The images and masks are decoded straight into memory-mapped files (the full RSNA set at 320 px would be
+    about 13.6 GB in memory): every array the loader allocates is a memory map, none is a full in-memory array."""
+    kind, root, _ = dataset
+    allocated = []
+    module = {"rsna": rsna_mod, "siim": siim_mod, "folder": folder_mod}[kind]
+    original = module.np.zeros
+
+    def watching_zeros(shape, dtype=float, *args, **kwargs):
+        if isinstance(shape, tuple) and len(shape) == 3 and shape[1:] == (SIZE, SIZE):
+            allocated.append(shape)  # an (N, S, S) image or mask stack held in memory
+        return original(shape, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(module.np, "zeros", watching_zeros)
+    data = load(_settings(kind, root, tmp_path), progress=False)
+    monkeypatch.undo()
+    assert allocated == [], "the loader held an image stack in memory"
+    assert isinstance(data.images, np.memmap) and isinstance(data.masks, np.memmap)
+    arrays = tmp_path / "cache" / "data" / "arrays"
+    assert not [p for p in arrays.iterdir() if p.name.endswith(".tmp")]  # the temporary files became the entry
+
+
+def test_a_decode_that_fails_half_way_leaves_no_entry_and_no_temporary_file(tmp_path, synth_dir, monkeypatch):
+    module, name = DECODERS["rsna"]
+    original, calls = getattr(module, name), []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError("disk unplugged")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+    with pytest.raises(OSError, match="disk unplugged"):
+        load(_settings("rsna", synth_dir, tmp_path), progress=False)
+    arrays = tmp_path / "cache" / "data" / "arrays"
+    assert [p.name for p in arrays.iterdir() if not p.name.endswith(".lock")] == []
+    monkeypatch.undo()
+    assert load(_settings("rsna", synth_dir, tmp_path), progress=False).source == "rsna"  # then decoded normally

@@ -17,6 +17,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 
 REAL_LAYOUTS := _build/real-layouts
 LOOSE := _build/loose-install
+# The real-layout and loose-install runs check formats and the install path, not models: one epoch per training
+# (the permuted-label model at most three), so that they cost seconds of training instead of minutes.
+FORMAT_CHECK := --param epochs=1 --param label_randomization_max_epochs=3
 
 .PHONY: install book notebooks html test test-suite unit setup-check check-book real-layouts loose-venv loose-install clean
 
@@ -68,7 +71,7 @@ real-layouts: install
 	$(PY) -m helpers.data synth --out $(REAL_LAYOUTS)/data --n 160 --size 128 --seed 7 --quiet
 	set -e; for ds in rsna siim; do \
 	  $(PY) -m helpers.book execute --preset smoke --no-progress --only 00_data_and_models 01_localization_utility \
-	    --param dataset=$$ds --param data_dir=$(REAL_LAYOUTS)/data --param cache_dir=$(REAL_LAYOUTS)/$$ds/cache \
+	    $(FORMAT_CHECK) --param dataset=$$ds --param data_dir=$(REAL_LAYOUTS)/data --param cache_dir=$(REAL_LAYOUTS)/$$ds/cache \
 	    --param results_dir=$(REAL_LAYOUTS)/$$ds/results --out $(REAL_LAYOUTS)/$$ds/executed; \
 	done
 
@@ -91,7 +94,7 @@ loose-install:
 	mkdir -p $(LOOSE)/root
 	cp -r _config.yml _toc.yml notebooks $(LOOSE)/root/
 	cd $(LOOSE)/root && env -u PYTHONPATH ../venv/bin/python -m helpers.book execute --preset smoke --no-progress \
-	  --only 00_data_and_models --param cache_dir=../cache --param results_dir=../results --out ../executed
+	  --only 00_data_and_models $(FORMAT_CHECK) --param cache_dir=../cache --param results_dir=../results --out ../executed
 
 ## Open every built page in headless Chromium and fail on what a reader would complain about (progress bars,
 ## overflowing code, broken images, missing Overview/Summary, uncaptioned figures); full-page screenshots go to

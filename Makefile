@@ -21,7 +21,7 @@ LOOSE := _build/loose-install
 # (the permuted-label model at most three), so that they cost seconds of training instead of minutes.
 FORMAT_CHECK := --param epochs=1 --param label_randomization_max_epochs=3
 
-.PHONY: install book notebooks html test test-suite unit setup-check check-book real-layouts loose-venv loose-install clean
+.PHONY: install book notebooks html test test-suite unit setup-check check-book real-layouts loose-venv loose-venv-if-stale loose-install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,10 +48,11 @@ html: install
 unit: install
 	$(PY) -m pytest -q
 
-## The loose-range venv (mostly download and unpacking) is installed while the tests and the smoke book run;
-## then the two small cold runs (real layouts, the loose-range install) run side by side.
+## The loose-range venv (mostly download and unpacking) is installed while the tests and the smoke book run
+## (CI builds it beside the pinned venv instead: `.ci/run`); then the two small cold runs (real layouts, the
+## loose-range install) run side by side.
 test: install
-	$(MAKE) --no-print-directory -j2 test-suite loose-venv
+	$(MAKE) --no-print-directory -j2 test-suite loose-venv-if-stale
 	$(MAKE) --no-print-directory -j2 real-layouts loose-install
 
 ## The smoke book through the scale-out path: `precompute` on a 2-worker Dask LocalCluster trains every model and
@@ -79,17 +80,26 @@ real-layouts: install
 ## only pyproject.toml's ranges (`pip install .[book,test]`, not requirements.txt's pins, not editable), then
 ## chapter 00 on the smoke preset with it, run from a folder without the source tree (notebooks, _config.yml,
 ## _toc.yml copied) so that the kernel imports the installed package, as in Colab.
-## The venv alone is `loose-venv` (`make test` builds a fresh one while the tests run); `loose-install` reuses it
-## when it is newer than pyproject.toml.
-loose-venv:
+## The venv is built once per pyproject.toml (`loose-venv-if-stale`; `loose-venv` forces a fresh one; on a
+## clean checkout, as in CI, it is always fresh); `loose-install` reinstalls the package itself (no
+## dependencies) into it every time, so that it runs the current code.
+LOOSE_STAMP := $(LOOSE)/venv/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+$(LOOSE_STAMP):
 	rm -rf $(LOOSE)
 	$(PYTHON) -m venv $(LOOSE)/venv
 	$(LOOSE)/venv/bin/python -m pip install --quiet ".[book,test]"
 	$(LOOSE)/venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
-	touch $(LOOSE)/venv/.installed
+	touch $@
 
-loose-install:
-	test $(LOOSE)/venv/.installed -nt pyproject.toml || $(MAKE) --no-print-directory loose-venv
+loose-venv-if-stale: $(LOOSE_STAMP)
+
+loose-venv:
+	rm -rf $(LOOSE)
+	$(MAKE) --no-print-directory $(LOOSE_STAMP)
+
+loose-install: $(LOOSE_STAMP)
+	$(LOOSE)/venv/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	rm -rf $(LOOSE)/root $(LOOSE)/cache $(LOOSE)/results $(LOOSE)/executed
 	mkdir -p $(LOOSE)/root
 	cp -r _config.yml _toc.yml notebooks $(LOOSE)/root/

@@ -71,11 +71,16 @@ def test_every_imported_package_is_declared_in_pyproject():
 
 def test_make_test_runs_the_loose_range_install():
     makefile = (ROOT / "Makefile").read_text()
-    venv = makefile.split("\nloose-venv:\n")[1].split("\n\n")[0]
+    venv = makefile.split("\n$(LOOSE_STAMP):\n")[1].split("\n\n")[0]
     assert "rm -rf $(LOOSE)" in venv  # a fresh venv
     assert 'pip install --quiet ".[book,test]"' in venv and "requirements.txt" not in venv
-    recipe = makefile.split("\nloose-install:\n")[1].split("\n\n")[0]
-    assert "loose-venv" in recipe and "requirements.txt" not in recipe
+    assert "$(LOOSE_STAMP): $(LOOSE_STAMP)" not in makefile
+    assert "LOOSE_STAMP := $(LOOSE)/venv/.installed-$(shell cksum < pyproject.toml" in makefile  # per pyproject
+    recipe = makefile.split("\nloose-install: $(LOOSE_STAMP)\n")[1].split("\n\n")[0]
+    assert "--no-deps --force-reinstall ." in recipe  # the current code, whatever the venv's age
+    assert "requirements.txt" not in recipe
     assert "--only 00_data_and_models" in recipe and "--preset smoke" in recipe
     test = makefile.split("\ntest: install\n")[1].split("\n\n")[0]
-    assert "loose-venv" in test and "loose-install" in test
+    assert "loose-venv-if-stale" in test and "loose-install" in test
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make -j2 install loose-venv-if-stale" in ci and "\nmake test\n" in ci

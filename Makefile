@@ -23,10 +23,12 @@ FORMAT_CHECK := --param epochs=1 --param label_randomization_max_epochs=3
 
 .PHONY: install book notebooks html test test-suite unit setup-check check-book real-layouts loose-venv loose-venv-if-stale loose-install clean
 
+# --no-compile: Python compiles what is imported on first use; byte-compiling all of torch's and CUDA's files
+# up front is a good part of a fresh install's minutes.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-compile -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	rm -f $(VENV)/.installed-*
@@ -88,7 +90,7 @@ LOOSE_STAMP := $(LOOSE)/venv/.installed-$(shell cksum < pyproject.toml | cut -d'
 $(LOOSE_STAMP):
 	rm -rf $(LOOSE)
 	$(PYTHON) -m venv $(LOOSE)/venv
-	$(LOOSE)/venv/bin/python -m pip install --quiet ".[book,test]"
+	$(LOOSE)/venv/bin/python -m pip install --quiet --no-compile ".[book,test]"
 	$(LOOSE)/venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

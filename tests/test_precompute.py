@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.book.execution import cache_snapshot
 from helpers.config import resolve
 from helpers.precompute import BOX_FRACTIONS, CF_VARIANTS, CHAPTER_REQUESTS, MapWork, PrecomputeError, Training, plan
 
@@ -35,11 +36,6 @@ def _notebook_constant(name: str, notebook: str):
             if line.startswith(f"{name} = "):
                 return ast.literal_eval(line.split("=", 1)[1].split("#", 1)[0].strip())
     raise AssertionError(f"{notebook} defines no {name}")
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in folder.rglob("*") if p.is_file()}
 
 
 def _settings(tmp: Path, **extra):
@@ -156,14 +152,14 @@ def test_second_precompute_does_nothing(precomputed):
     from helpers.precompute import precompute
 
     settings, _ = precomputed
-    before = _snapshot(Path(settings.cache_dir))
+    before = cache_snapshot(settings.cache_dir)
     lines = []
     results = precompute(settings, workers=2, threads=1, chunk_size=2, chapters=TINY_CHAPTERS, progress=False,
                          out=lines.append)
     assert sum(r.get("computed", 0) for r in results if r["kind"] == "maps") == 0
     assert not [r for r in results if r["kind"] == "training" and r["cached"] is False]
     assert "everything was cached" in lines[-1]
-    assert _snapshot(Path(settings.cache_dir)) == before  # not a file written, not a file touched
+    assert cache_snapshot(settings.cache_dir) == before  # not a file written, not a file touched
 
 
 @pytest.mark.slow

@@ -304,8 +304,7 @@ def execute(
         if strict:
             check_notebook_structure(src_dir / f"{name}.ipynb")
         param_index[name] = _check_parameters_declared(src_dir / f"{name}.ipynb", injected)
-    results_dir = Path(params.get("results_dir") or default_dirs()["results_dir"])
-    timings_path = (root / results_dir / "timings.csv") if not results_dir.is_absolute() else results_dir / "timings.csv"
+    timings_path = _folder(params, "results_dir", root) / "timings.csv"
     if not plan:
         print(f"nothing to execute: no chapter notebook in {src_dir}/")
         return []
@@ -340,8 +339,7 @@ def execute(
 
     if after_precompute:
         planned = [n for n in plan if n in CHAPTER_REQUESTS]
-        cache_dir = Path(params.get("cache_dir") or default_dirs()["cache_dir"])
-        cache_dir = cache_dir if cache_dir.is_absolute() else root / cache_dir
+        cache_dir = _folder(params, "cache_dir", root)
         before = cache_snapshot(cache_dir)
         run(planned)
         changed = cache_changes(before, cache_snapshot(cache_dir))
@@ -365,6 +363,12 @@ def execute(
     if jobs > 1:
         print(f"{'wall':<{width}}  {time.perf_counter() - wall_start:7.1f}   ({jobs} chapters at a time)")
     return ordered
+
+
+def _folder(params: Mapping[str, Any], name: str, root: Path) -> Path:
+    """The folder parameter ``name`` (``cache_dir``, ``results_dir``) the kernels will use, relative paths under ``root``."""
+    folder = Path(params.get(name) or default_dirs()[name])
+    return folder if folder.is_absolute() else root / folder
 
 
 def cache_snapshot(folder: str | os.PathLike) -> dict[str, tuple[int, int]]:

@@ -340,7 +340,6 @@ def _decode_real(loader, files: tuple[Path, Path, Path], key: str, data_dir: Pat
         os.replace(temporary["images"], images_file)
         os.replace(temporary["masks"], masks_file)
         _save_record(record, built, key)  # the fingerprint is read through the memory maps (now of the entry's files)
-        del built
     finally:
         for path in temporary.values():
             path.unlink(missing_ok=True)

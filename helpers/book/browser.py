@@ -98,6 +98,9 @@ MEASURE_JS = r"""
 })()
 """
 
+#: Resolves once the page has laid out and painted twice (after a window resize).
+_TWO_FRAMES = "new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
 
 @dataclass
 class Rendering:
@@ -290,8 +293,15 @@ def render(chromium: str, page: Path, *, profile: Path, screenshot: Path | None,
             if height > MAX_SCREENSHOT_HEIGHT:
                 result.notes.append(f"screenshot cut at {MAX_SCREENSHOT_HEIGHT} of {height} px")
                 height = MAX_SCREENSHOT_HEIGHT
+            # The window grows to the whole page and the screenshot is what it shows. (captureBeyondViewport drew
+            # the book's theme shifted half a page to the left, without its sidebar, once the page had settled
+            # for a second or two: seen in Chromium 156 on every chapter page.)
+            tools.send("Emulation.setDeviceMetricsOverride", {"width": VIEWPORT_WIDTH, "height": height,
+                                                              "deviceScaleFactor": 1, "mobile": False},
+                       session=session)
+            tools.send("Runtime.evaluate", {"expression": _TWO_FRAMES, "awaitPromise": True}, session=session)
             shot = tools.send("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True,
+                "format": "png",
                 "clip": {"x": 0, "y": 0, "width": VIEWPORT_WIDTH, "height": height, "scale": 1}}, session=session)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))

@@ -152,7 +152,9 @@ def test_chromium_measures_overflow_and_broken_images_and_shoots_the_full_page(t
       <pre style="white-space: pre-wrap; overflow-wrap: anywhere">{long_line}</pre></div>
       <details><summary>folded</summary><pre>{long_line}</pre></details>
       <img src="ok.png"><img src="broken.png">
-      <div style="height: 2600px">tall</div></main></body></html>""")
+      <div style="height: 2600px">tall</div>
+      <div style="margin-left: 100px; width: 200px; height: 100px; background: rgb(255, 0, 0)"></div>
+      <div style="height: 300px"></div></main></body></html>""")
     shot = tmp_path / "shot.png"
     rendering = browser.render(browser.find_chromium(), page, profile=tmp_path / "profile", screenshot=shot, timeout=60)
     assert rendering.ok, rendering.error
@@ -161,7 +163,12 @@ def test_chromium_measures_overflow_and_broken_images_and_shoots_the_full_page(t
     assert rendering.layout["broken_images"] == ["broken.png"]
     assert "<main>" in rendering.dom
     with Image.open(shot) as im:
-        assert im.width == browser.VIEWPORT_WIDTH and im.height >= 2600  # the whole page, not the window
+        assert im.width == browser.VIEWPORT_WIDTH and im.height >= 2900  # the whole page, not the window
+        # below the first window, drawn where the page has it (not shifted sideways): the red block at x 100-300
+        red = im.convert("RGB").getpixel
+        top = next(y for y in range(im.height) if red((200, y)) == (255, 0, 0))
+        assert top > 2600 and red((200, top + 50)) == (255, 0, 0)
+        assert red((90, top + 50)) != (255, 0, 0) and red((310, top + 50)) != (255, 0, 0)
 
 
 @needs_chromium

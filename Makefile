@@ -16,12 +16,13 @@ TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
 REAL_LAYOUTS := _build/real-layouts
+REAL_LAYOUT_RUNS := real-layouts-rsna real-layouts-siim
 LOOSE := _build/loose-install
 # The real-layout and loose-install runs check formats and the install path, not models: one epoch per training
 # (the permuted-label model at most three), so that they cost seconds of training instead of minutes.
 FORMAT_CHECK := --param epochs=1 --param label_randomization_max_epochs=3
 
-.PHONY: install book notebooks html test test-suite unit setup-check check-book real-layouts loose-venv loose-venv-if-stale loose-install clean
+.PHONY: install book notebooks html test test-suite unit setup-check check-book real-layouts real-layouts-data $(REAL_LAYOUT_RUNS) loose-venv loose-venv-if-stale loose-install clean
 
 # --no-compile: Python compiles what is imported on first use; byte-compiling all of torch's and CUDA's files
 # up front is a good part of a fresh install's minutes.
@@ -51,11 +52,12 @@ unit: install
 	$(PY) -m pytest -q
 
 ## The loose-range venv (mostly download and unpacking) is installed while the tests and the smoke book run
-## (CI builds it beside the pinned venv instead: `.ci/run`); then the two small cold runs (real layouts, the
-## loose-range install) run side by side.
+## (CI builds it beside the pinned venv instead: `.ci/run`); then the three small cold runs (the RSNA layout, the
+## SIIM layout, the loose-range install) run side by side at one torch thread each: each is mostly a kernel's
+## start, imports and one-epoch trainings, which leave a core idle when they run one after the other.
 test: install
 	$(MAKE) --no-print-directory -j2 test-suite loose-venv-if-stale
-	$(MAKE) --no-print-directory -j2 real-layouts loose-install
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(MAKE) --no-print-directory -j3 $(REAL_LAYOUT_RUNS) loose-install
 
 ## The smoke book through the scale-out path: `precompute` on a 2-worker Dask LocalCluster trains every model and
 ## computes every map the chapters plan, then the chapters run from that cache and must add or change no cache
@@ -67,16 +69,19 @@ test-suite: install
 	$(PY) -m helpers.book html --strict
 
 ## The chapters unchanged on the real datasets' on-disk layouts: a folder written by
-## `python -m helpers.data synth` (DICOM, RSNA box CSV, SIIM RLE CSV) read as dataset=rsna and
-## dataset=siim; chapters 00 and 01 on the smoke preset, everything under $(REAL_LAYOUTS).
-real-layouts: install
+## `python -m helpers.data synth` (DICOM, RSNA box CSV, SIIM RLE CSV) read as dataset=rsna
+## (real-layouts-rsna) and dataset=siim (real-layouts-siim); chapters 00 and 01 on the smoke preset, everything
+## under $(REAL_LAYOUTS). The two runs share the folder and nothing else: they may run side by side.
+real-layouts: $(REAL_LAYOUT_RUNS)
+
+real-layouts-data: install
 	rm -rf $(REAL_LAYOUTS)
 	$(PY) -m helpers.data synth --out $(REAL_LAYOUTS)/data --n 160 --size 128 --seed 7 --quiet
-	set -e; for ds in rsna siim; do \
-	  $(PY) -m helpers.book execute --preset smoke --no-progress --only 00_data_and_models 01_localization_utility \
-	    $(FORMAT_CHECK) --param dataset=$$ds --param data_dir=$(REAL_LAYOUTS)/data --param cache_dir=$(REAL_LAYOUTS)/$$ds/cache \
-	    --param results_dir=$(REAL_LAYOUTS)/$$ds/results --out $(REAL_LAYOUTS)/$$ds/executed; \
-	done
+
+$(REAL_LAYOUT_RUNS): real-layouts-%: real-layouts-data
+	$(PY) -m helpers.book execute --preset smoke --no-progress --only 00_data_and_models 01_localization_utility \
+	  $(FORMAT_CHECK) --param dataset=$* --param data_dir=$(REAL_LAYOUTS)/data --param cache_dir=$(REAL_LAYOUTS)/$*/cache \
+	  --param results_dir=$(REAL_LAYOUTS)/$*/results --out $(REAL_LAYOUTS)/$*/executed
 
 ## The install path of the notebooks' Colab cell: a fresh venv under $(LOOSE) that installs the package with
 ## only pyproject.toml's ranges (`pip install .[book,test]`, not requirements.txt's pins, not editable), then

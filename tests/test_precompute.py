@@ -112,15 +112,25 @@ def test_cli_dry_run_prints_counts(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def precomputed(tmp_path_factory):
-    """A 2-worker LocalCluster precompute of the tiny plan (chunks of 2 images)."""
+def cluster():
+    """One 2-worker LocalCluster (helpers.precompute.local_cluster) for every cluster test of this file: each
+    start costs two worker processes importing torch."""
+    from helpers.precompute import local_cluster
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    with local_cluster(2) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def precomputed(tmp_path_factory, cluster):
+    """A 2-worker precompute of the tiny plan (chunks of 2 images) on the module's cluster."""
     from helpers.precompute import precompute
 
     tmp = tmp_path_factory.mktemp("precompute")
     settings = _settings(tmp)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    results = precompute(settings, workers=2, threads=1, chunk_size=2, chapters=TINY_CHAPTERS, progress=False,
-                         out=lambda *_: None)
+    results = precompute(settings, scheduler=cluster.scheduler_address, threads=1, chunk_size=2,
+                         chapters=TINY_CHAPTERS, progress=False, out=lambda *_: None)
     return settings, results
 
 
@@ -148,14 +158,14 @@ def test_precompute_maps_equal_serial_maps(precomputed, tmp_path):
 
 
 @pytest.mark.slow
-def test_second_precompute_does_nothing(precomputed):
+def test_second_precompute_does_nothing(precomputed, cluster):
     from helpers.precompute import precompute
 
     settings, _ = precomputed
     before = cache_snapshot(settings.cache_dir)
     lines = []
-    results = precompute(settings, workers=2, threads=1, chunk_size=2, chapters=TINY_CHAPTERS, progress=False,
-                         out=lines.append)
+    results = precompute(settings, scheduler=cluster.scheduler_address, threads=1, chunk_size=2,
+                         chapters=TINY_CHAPTERS, progress=False, out=lines.append)
     assert sum(r.get("computed", 0) for r in results if r["kind"] == "maps") == 0
     assert not [r for r in results if r["kind"] == "training" and r["cached"] is False]
     assert "everything was cached" in lines[-1]
@@ -163,19 +173,22 @@ def test_second_precompute_does_nothing(precomputed):
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_graph_completes_without_corrupt_entries(tmp_path):
+def test_worker_killed_mid_graph_completes_without_corrupt_entries(tmp_path, precomputed, cluster):
     """SIGKILL of a worker while it computes maps: Dask reruns its tasks elsewhere, every entry reads back valid."""
     from distributed import Client
 
-    from helpers.precompute import _WORKER, _model_state, local_cluster, submit
+    from helpers.precompute import _WORKER, _model_state, submit
     from helpers.saliency.cache import MapCache
     from helpers.study import Study
 
     settings = _settings(tmp_path)
+    # The tiny plan's data and trained models, not its maps: the graph below only computes maps (the last test of
+    # the file, as the killed worker's nanny starts a new one in the shared cluster).
+    for folder in ("data", "models", "localizers"):
+        shutil.copytree(Path(precomputed[0].cache_dir) / folder, Path(settings.cache_dir) / folder)
     # Chapter 01's work (one classifier, one U-Net; trained and fully randomized maps), one image per task.
     p = plan(settings, chapters=["01_localization_utility"], chunk_size=1)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    with local_cluster(2) as cluster, Client(cluster) as client:
+    with Client(cluster) as client:
         pids = client.run(os.getpid)
         futures = submit(p, client, threads=1, retries=2)
         victim = None

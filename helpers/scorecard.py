@@ -102,8 +102,15 @@ def table(verdicts: pd.DataFrame, *, rules: str | None = None, method_order: lis
             f"background-color: {colours.get(s, '#FFFFFF')}; color: {'white' if s in ('pass', 'fail') else 'black'}"
             if isinstance(s, str) else "" for s in col])
 
+    # The table takes its column's width and wraps its cells (and caption) instead of running past it: with six
+    # criteria a row of "PASS +0.04 [+0.02, +0.05] p=0.010" cells is wider than the book's text column.
     return (text.fillna("–").style.apply(css, axis=None)
-            .set_table_styles([{"selector": "td", "props": "font-family: monospace; font-size: 0.8em"}]))
+            .set_table_styles([
+                {"selector": "", "props": "width: 100%; table-layout: fixed"},
+                {"selector": "caption", "props": "white-space: normal; caption-side: top"},
+                {"selector": "th", "props": "overflow-wrap: anywhere; font-size: 0.85em"},
+                {"selector": "td", "props": "font-family: monospace; font-size: 0.75em; overflow-wrap: anywhere"},
+            ]))
 
 
 def disagreements(verdicts: pd.DataFrame) -> list[str]:

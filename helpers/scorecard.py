@@ -108,7 +108,7 @@ def table(verdicts: pd.DataFrame, *, rules: str | None = None, method_order: lis
             .set_table_styles([
                 {"selector": "", "props": "width: 100%; table-layout: fixed"},
                 {"selector": "caption", "props": "white-space: normal; caption-side: top"},
-                {"selector": "th", "props": "overflow-wrap: anywhere; font-size: 0.85em"},
+                {"selector": "th", "props": "overflow-wrap: break-word; hyphens: auto; font-size: 0.85em"},
                 {"selector": "td", "props": "font-family: monospace; font-size: 0.75em; overflow-wrap: anywhere"},
             ]))
 

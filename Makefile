@@ -61,7 +61,7 @@ test: install
 
 ## The smoke book through the scale-out path: `precompute` on a 2-worker Dask LocalCluster trains every model and
 ## computes every map the chapters plan, then the chapters run from that cache and must add or change no cache
-## file (`--after-precompute`); the shortcuts chapter (its own small models) runs beside them, the scorecard last.
+## file (`--after-precompute`), then the shortcuts chapter (its own small models) and the scorecard.
 test-suite: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 	$(PY) -m helpers.book precompute --preset smoke --workers 2 --no-progress

@@ -49,8 +49,6 @@ __all__ = [
     "CorruptCacheWarning",
     "check_on_corrupt",
     "set_aside",
-    "WRITE_LOG_ENV",
-    "record_write",
 ]
 
 #: The values of every cache's ``on_corrupt`` option (see the module docstring).
@@ -92,33 +90,11 @@ def stable_hash(obj: Any, *, length: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-#: Environment variable naming a file to which every write of this module's primitives is appended (one absolute
-#: path per line): :func:`atomic_write`, :func:`set_aside` and :func:`record_write`. ``helpers.book execute
-#: --after-precompute`` sets it for the chapters that the precompute does not plan, so that their cache writes are
-#: told apart from those of the planned chapters (which must write nothing) while both run side by side.
-WRITE_LOG_ENV = "SALIENCY_BOOK_WRITE_LOG"
-
-
-def record_write(path: str | os.PathLike) -> None:
-    """Append ``path`` (resolved) to the write log of :data:`WRITE_LOG_ENV`, when that variable is set.
-
-    For writes that cannot go through :func:`atomic_write` (a memory-mapped
-    array renamed into place); the lines are short single ``write`` calls on
-    a file opened for appending, so that processes writing at once do not
-    mix their lines.
-    """
-    log = os.environ.get(WRITE_LOG_ENV)
-    if log:
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"{Path(path).resolve()}\n")
-
-
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp_path)`` then rename the temporary file onto ``path``.
 
     The temporary file lives in the destination folder so that the final
-    ``os.replace`` is atomic on POSIX file systems. The write is recorded
-    by :func:`record_write`.
+    ``os.replace`` is atomic on POSIX file systems.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +107,6 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
-    record_write(path)
     return path
 
 
@@ -184,5 +159,4 @@ def set_aside(path: str | os.PathLike) -> Path:
         n += 1
         target = path.with_name(f"{path.name}.corrupt.{n}")
     os.replace(path, target)
-    record_write(target)
     return target

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers._cache import WRITE_LOG_ENV, atomic_write, atomic_write_bytes, record_write, set_aside, stable_hash
+from helpers._cache import atomic_write, atomic_write_bytes, stable_hash
 
 
 def test_stable_hash_ignores_key_order_and_distinguishes_values():
@@ -29,22 +29,6 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
         atomic_write(target, broken)
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["w.bin"]
-
-
-def test_writes_are_logged_only_when_the_write_log_is_set(tmp_path, monkeypatch):
-    monkeypatch.delenv(WRITE_LOG_ENV, raising=False)
-    atomic_write_bytes(tmp_path / "unlogged.bin", b"x")
-    log = tmp_path / "writes.txt"
-    monkeypatch.setenv(WRITE_LOG_ENV, str(log))
-    atomic_write_bytes(tmp_path / "sub" / "a.bin", b"a")
-    moved = set_aside(tmp_path / "sub" / "a.bin")
-    record_write(tmp_path / "sub" / ".." / "memmap.npy")
-    assert log.read_text().splitlines() == [str((tmp_path / "sub" / "a.bin").resolve()), str(moved.resolve()),
-                                            str((tmp_path / "memmap.npy").resolve())]
-    # a failed write records nothing
-    with pytest.raises(RuntimeError):
-        atomic_write(tmp_path / "failed.bin", lambda tmp: (_ for _ in ()).throw(RuntimeError("boom")))
-    assert len(log.read_text().splitlines()) == 3
 
 
 def test_entry_lock_makes_a_second_process_wait_and_read_what_the_first_wrote(tmp_path):

@@ -55,9 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="chapters run side by side after chapter 00 (default 1); each kernel gets its share of "
                         "the cores (OMP_NUM_THREADS), shared models and maps are computed once")
     e.add_argument("--after-precompute", action="store_true",
-                   help="the cache was filled by `precompute` with the same preset and parameters: fail, naming "
-                        "the files, if the planned chapters add or change a cache file (the unplanned ones, "
-                        "shortcuts and scorecard, run beside them and may write their own entries)")
+                   help="the cache was filled by `precompute` with the same preset and parameters: run the planned "
+                        "chapters first and fail if they add or change a cache file, then the others")
 
     pc = sub.add_parser(
         "precompute", help="train every model and compute every map the chapters need, on a Dask cluster",

@@ -20,7 +20,6 @@ import contextlib
 import csv
 import datetime as _dt
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
-from helpers._cache import WRITE_LOG_ENV, atomic_write
+from helpers._cache import atomic_write
 from helpers._profile import CHAPTER_ENV
 from helpers.book._base import (
     CHAPTERS,
@@ -257,15 +256,12 @@ def execute(
         run. No per-cell progress bar is drawn then.
     after_precompute : bool, optional
         The cache was filled by ``python -m helpers.book precompute`` with the
-        same preset and parameters: the chapters that
-        :data:`helpers.precompute.CHAPTER_REQUESTS` plans must add or change
-        no file in ``cache_dir`` (else they trained or computed what the plan
-        misses), and :class:`CacheChanged` is raised, naming the files, once
-        every chapter has run. The other chapters (the shortcuts chapter,
-        which trains its own small models, and the scorecard) run beside them
-        and may write: they run with :data:`helpers._cache.WRITE_LOG_ENV`
-        set, and the files they wrote through :mod:`helpers._cache` are left
-        out of the comparison.
+        same preset and parameters: first the chapters that
+        :data:`helpers.precompute.CHAPTER_REQUESTS` plans are run, and
+        :class:`CacheChanged` is raised, naming the files, if they added or
+        changed any file in ``cache_dir`` (they trained or computed what the
+        plan misses); then the other chapters (the shortcuts chapter, which
+        trains its own small models, and the scorecard).
 
     The kernels run with :data:`KERNEL_ENV` added to the environment (no
     progress bars in the pages) and every executed copy gets
@@ -288,8 +284,7 @@ def execute(
         A cell raised; the message names the notebook and the cell, and the
         partially executed copy stays in ``out`` for inspection.
     CacheChanged
-        With ``after_precompute``: a cache file was added or changed that no
-        unplanned chapter wrote (a planned chapter computed it).
+        With ``after_precompute``: a planned chapter added or changed a cache file.
     """
     root = _root(root)
     if preset not in PRESETS:
@@ -332,40 +327,32 @@ def execute(
     job = dict(src_dir=str(src_dir), out_dir=str(out_dir), injected=injected, kernel=kernel, root=str(root),
                timeout=timeout)
 
-    def run(names: Sequence[str], extra_env: Mapping[str, Mapping[str, str]]) -> None:
+    def run(names: Sequence[str]) -> None:
         if jobs == 1:
             for name in names:
                 print(f"[{name}]", flush=True)
-                finished(name, _run_notebook(name, progress=progress, env={**KERNEL_ENV, **extra_env.get(name, {})},
+                finished(name, _run_notebook(name, progress=progress, env=dict(KERNEL_ENV),
                                              param_index=param_index[name], **job))
         else:
             _run_side_by_side([n for n in order if n in names], jobs=jobs, cores=cores, job=job,
-                              param_index=param_index, finished=finished, extra_env=extra_env)
+                              param_index=param_index, finished=finished)
 
     if after_precompute:
         planned = [n for n in plan if n in CHAPTER_REQUESTS]
-        unplanned = [n for n in plan if n not in CHAPTER_REQUESTS]
         cache_dir = _folder(params, "cache_dir", root)
         before = cache_snapshot(cache_dir)
-        with tempfile.TemporaryDirectory(prefix="book-writes-") as tmp:
-            log = Path(tmp) / "unplanned-writes.txt"
-            log.touch()
-            run(plan, {name: {WRITE_LOG_ENV: str(log)} for name in unplanned})
-            theirs = {line for line in log.read_text(encoding="utf-8").splitlines() if line}
-        changed = [p for p in cache_changes(before, cache_snapshot(cache_dir))
-                   if str((cache_dir / p).resolve()) not in theirs]
+        run(planned)
+        changed = cache_changes(before, cache_snapshot(cache_dir))
         if changed:
             raise CacheChanged(
-                f"after `precompute`, {len(changed)} file(s) in {cache_dir}/ were added or changed that no unplanned "
-                f"chapter ({', '.join(unplanned) or 'none'}) wrote (e.g. {', '.join(changed[:5])}): the chapters "
-                f"{', '.join(planned)} trained or computed what the plan of helpers.precompute.CHAPTER_REQUESTS "
-                "misses, or `precompute` ran with other parameters than these. Run `python -m helpers.book "
-                "precompute` with the same --preset and --param first.")
-        print(f"after precompute: the chapters {', '.join(planned)} changed nothing in {cache_dir}/"
-              + (f" ({', '.join(unplanned)} ran beside them, writing their own entries)" if unplanned else ""),
-              flush=True)
+                f"after `precompute`, the chapters {', '.join(planned)} added or changed {len(changed)} file(s) in "
+                f"{cache_dir}/ (e.g. {', '.join(changed[:5])}): they trained or computed what the plan of "
+                "helpers.precompute.CHAPTER_REQUESTS misses, or `precompute` ran with other parameters than "
+                "these. Run `python -m helpers.book precompute` with the same --preset and --param first.")
+        print(f"after precompute: the chapters {', '.join(planned)} changed nothing in {cache_dir}/", flush=True)
+        run([n for n in plan if n not in CHAPTER_REQUESTS])
     else:
-        run(plan, {})
+        run(plan)
     ordered = [runs[n] for n in plan if n in runs]
     total = sum(r.seconds for r in ordered)
     width = max(len(r.notebook) for r in ordered)
@@ -455,13 +442,12 @@ def _run_notebook(name: str, *, src_dir: str, out_dir: str, injected: Mapping[st
 
 
 def _run_side_by_side(order: Sequence[str], *, jobs: int, cores: int, job: Mapping[str, Any],
-                      param_index: Mapping[str, int], finished,
-                      extra_env: Mapping[str, Mapping[str, str]] | None = None) -> None:
+                      param_index: Mapping[str, int], finished) -> None:
     """Run the chapters of ``order`` ``jobs`` at a time, each in its own process, respecting :func:`chapter_needs`.
 
     Each chapter runs in a fresh process (``spawn``) so that its kernel
-    inherits its own ``OMP_NUM_THREADS`` (and ``extra_env[name]``, set for that chapter only); the first failure
-    stops new starts, lets the running chapters finish and is raised.
+    inherits its own ``OMP_NUM_THREADS``; the first failure stops new starts,
+    lets the running chapters finish and is raised.
     """
     import concurrent.futures as cf
     import multiprocessing
@@ -479,8 +465,7 @@ def _run_side_by_side(order: Sequence[str], *, jobs: int, cores: int, job: Mappi
                 pending.remove(name)
                 alongside = min(jobs, len(running) + 1 + len(ready))
                 threads = max(1, cores // alongside)
-                env = {**KERNEL_ENV, **(extra_env or {}).get(name, {}), "OMP_NUM_THREADS": str(threads),
-                       "MKL_NUM_THREADS": str(threads)}
+                env = {**KERNEL_ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
                 print(f"[{name}] started ({threads} thread(s))", flush=True)
                 running[pool.submit(_run_notebook, name, progress=False, env=env, param_index=param_index[name],
                                     **job)] = name

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_dilation
 
-from helpers._cache import CorruptCacheWarning, atomic_write, entry_lock, record_write, set_aside, stable_hash
+from helpers._cache import CorruptCacheWarning, atomic_write, entry_lock, set_aside, stable_hash
 from helpers.data._tables import check_image_size, check_limit, read_table, stratified_sample
 from helpers.data.errors import DataError
 from helpers.data.folder import IMAGE_SUFFIXES, load_folder
@@ -339,8 +339,6 @@ def _decode_real(loader, files: tuple[Path, Path, Path], key: str, data_dir: Pat
                 array.flush()
         os.replace(temporary["images"], images_file)
         os.replace(temporary["masks"], masks_file)
-        record_write(images_file)
-        record_write(masks_file)
         _save_record(record, built, key)  # the fingerprint is read through the memory maps (now of the entry's files)
     finally:
         for path in temporary.values():

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from helpers import _cache, book
+from helpers import book
 from helpers.book import execution
 from helpers.config import NOTEBOOK_PARAMETERS
 
@@ -80,10 +80,9 @@ def test_cache_changes_lists_new_and_changed_files_but_not_locks_or_removals():
     assert execution.cache_snapshot("/nonexistent/folder") == {}
 
 
-def _tiny_book(root: Path, writes: dict[str, str], atomic: set[str] = frozenset()) -> dict:
+def _tiny_book(root: Path, writes: dict[str, str]) -> dict:
     """Chapters 00, 01 (planned by precompute) and 08 (not planned), each appending its name to a log in
-    cache_dir/../log.txt and writing the files of ``writes[name]`` (a path relative to cache_dir) into the cache,
-    through helpers._cache.atomic_write for the chapters in ``atomic``, else with a plain write."""
+    cache_dir/../log.txt and writing the files of ``writes[name]`` (a path relative to cache_dir) into the cache."""
     (root / "_config.yml").write_text("title: t\n")
     shutil.copy(REPO / "_toc.yml", root / "_toc.yml")
     (root / "notebooks").mkdir()
@@ -93,8 +92,7 @@ def _tiny_book(root: Path, writes: dict[str, str], atomic: set[str] = frozenset(
                 f"with open(Path(cache_dir).parent / 'log.txt', 'a') as fh: fh.write({name!r} + '\\n')"]
         if name in writes:
             body.append(f"p = Path(cache_dir) / {writes[name]!r}\np.parent.mkdir(parents=True, exist_ok=True)\n"
-                        + ("from helpers._cache import atomic_write\natomic_write(p, lambda tmp: tmp.write_text('x'))"
-                           if name in atomic else "p.write_text('x')"))
+                        "p.write_text('x')")
         nbformat.write(_chapter(body), str(root / "notebooks" / f"{name}.ipynb"))
     return {"cache_dir": str(root / "cache"), "results_dir": str(root / "results")}
 
@@ -108,32 +106,20 @@ def _with_repo_on_path(fn):
         os.environ["PYTHONPATH"] = env_path
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_after_precompute_lets_unplanned_chapters_write_beside_the_planned_ones(tmp_path, jobs):
-    params = _tiny_book(tmp_path, {"08_shortcuts": "models/shortcut.pt"}, atomic={"08_shortcuts"})
+def test_after_precompute_runs_planned_chapters_first_and_lets_unplanned_ones_write(tmp_path):
+    params = _tiny_book(tmp_path, {"08_shortcuts": "models/shortcut.pt"})
     (tmp_path / "cache" / "maps").mkdir(parents=True)
     (tmp_path / "cache" / "maps" / "precomputed.npz").write_text("x")
     runs = _with_repo_on_path(lambda: book.execute(preset="smoke", root=tmp_path, progress=False, params=params,
-                                                   after_precompute=True, jobs=jobs))
-    assert sorted(r.notebook for r in runs) == ["00_data_and_models", "01_localization_utility", "08_shortcuts"]
-    assert sorted((tmp_path / "log.txt").read_text().split()) == sorted(r.notebook for r in runs)
+                                                   after_precompute=True))
+    assert [r.notebook for r in runs] == ["00_data_and_models", "01_localization_utility", "08_shortcuts"]
+    assert (tmp_path / "log.txt").read_text().split() == [r.notebook for r in runs]
     assert (tmp_path / "cache" / "models" / "shortcut.pt").exists()  # the unplanned chapter trains its own
-    assert os.environ.get(_cache.WRITE_LOG_ENV) is None  # set in the unplanned chapters' kernels only
 
 
 def test_after_precompute_fails_naming_what_a_planned_chapter_computed(tmp_path):
-    # even when written through helpers._cache, as every cache of the book writes
-    params = _tiny_book(tmp_path, {"01_localization_utility": "maps/missed-by-the-plan.npz",
-                                   "08_shortcuts": "models/shortcut.pt"}, atomic={"01_localization_utility", "08_shortcuts"})
-    with pytest.raises(book.CacheChanged, match=r"maps/missed-by-the-plan\.npz.*precompute") as failed:
+    params = _tiny_book(tmp_path, {"01_localization_utility": "maps/missed-by-the-plan.npz"})
+    with pytest.raises(book.CacheChanged, match=r"maps/missed-by-the-plan\.npz.*precompute"):
         _with_repo_on_path(lambda: book.execute(preset="smoke", root=tmp_path, progress=False, params=params,
                                                 after_precompute=True))
-    assert "shortcut.pt" not in str(failed.value)  # the unplanned chapter's own entry is not blamed
-
-
-def test_after_precompute_counts_an_unplanned_write_that_bypasses_the_cache_primitives(tmp_path):
-    # a file no primitive recorded cannot be told apart from a planned chapter's: it fails the check
-    params = _tiny_book(tmp_path, {"08_shortcuts": "models/unrecorded.pt"})
-    with pytest.raises(book.CacheChanged, match=r"models/unrecorded\.pt"):
-        _with_repo_on_path(lambda: book.execute(preset="smoke", root=tmp_path, progress=False, params=params,
-                                                after_precompute=True))
+    assert "08_shortcuts" not in (tmp_path / "log.txt").read_text()  # nothing runs after the failure

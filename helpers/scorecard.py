@@ -109,6 +109,8 @@ def table(verdicts: pd.DataFrame, *, rules: str | None = None, method_order: lis
                 {"selector": "", "props": "width: 100%; table-layout: fixed"},
                 {"selector": "caption", "props": "white-space: normal; caption-side: top"},
                 {"selector": "th", "props": "overflow-wrap: break-word; hyphens: auto; font-size: 0.85em"},
+                # the method names need less than an equal share, the criteria's headers ("Reproducibility") more
+                {"selector": "thead tr:first-child th:first-child", "props": "width: 11%"},
                 {"selector": "td", "props": "font-family: monospace; font-size: 0.75em; overflow-wrap: anywhere"},
             ]))
 

@@ -346,7 +346,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # forward+backward work in CI's smoke precompute.
         trainable_finetune_epochs=2,
     ),
-    # What `make book` runs: meaningful results in <= 30 min on 2 CPU cores.
+    # What `make book` runs: meaningful results in <= 15 min on 2 CPU cores (README, "How long it takes").
     # The paper's method settings except SmoothGrad-IG (10 instead of 25 noise
     # samples) and XRAI (40 instead of 100 integration steps per baseline),
     # which together would cost 4/5 of the book's time; see the chapters.

@@ -4,7 +4,7 @@
 #               builds the book with warnings as errors, runs chapters 00-01 on the real
 #               datasets' layouts and chapter 00 on a loose-range install (loose-install)
 SHELL := /bin/bash
-# Python writes the bytecode of what it imports (__pycache__) even where the environment says not to
+# Let Python write the bytecode of what it imports (__pycache__) even where the environment says not to
 # (PYTHONDONTWRITEBYTECODE=1, set on our CI machines): with `pip install --no-compile` below, every process would
 # otherwise compile torch's and torchvision's sources again, about 4.7 s of CPU per chapter kernel, Dask worker
 # and test process (measured: `Study.from_parameters` 8.0 s -> 3.4 s, the imports 4.7 s -> 1.2 s, per process).

@@ -182,8 +182,8 @@ def test_worker_killed_mid_graph_completes_without_corrupt_entries(tmp_path, pre
     from helpers.study import Study
 
     settings = _settings(tmp_path)
-    # The tiny plan's data and trained models, not its maps: the graph below only computes maps (the last test of
-    # the file, as the killed worker's nanny starts a new one in the shared cluster).
+    # The tiny plan's data and trained models, not its maps: the graph below only computes maps. (This test runs
+    # last in the file: the killed worker's nanny starts a new one in the shared cluster.)
     for folder in ("data", "models", "localizers"):
         shutil.copytree(Path(precomputed[0].cache_dir) / folder, Path(settings.cache_dir) / folder)
     # Chapter 01's work (one classifier, one U-Net; trained and fully randomized maps), one image per task.
